@@ -1,0 +1,34 @@
+# xlstm_ros: the README's two commands are `make demo` and `make test`; both set everything up first.
+SHELL := /bin/bash
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+
+# Every ROS process started from here stays on this machine, on a domain of its own, logging in the tree.
+export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell shuf -i 1-100 -n 1)
+export ROS_LOG_DIR := $(CURDIR)/log/ros
+export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
+export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup setup-test demo test test-all clean
+
+setup:
+	tools/setup_venv.sh
+
+setup-test:
+	tools/setup_venv.sh requirements/test.txt
+
+## make demo: set up, then run the main job (nodes over real DDS, outputs under out/demo)
+demo: setup
+	$(BIN)/xlstm-ros demo
+
+## make test: set up, then run the test suite (slow cases excluded; `make test-all` runs them too)
+test: setup-test
+	$(BIN)/python -m pytest
+
+test-all: setup-test
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+clean:
+	rm -rf build log out .pytest_cache *.egg-info

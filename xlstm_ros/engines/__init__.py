@@ -1,0 +1,1 @@
+"""ROS-free inference engines: persistent state, batching, pre/post-processing, devices."""

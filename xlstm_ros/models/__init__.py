@@ -1,0 +1,1 @@
+"""Torch modules: xLSTM blocks, TiRex, the ViL backbone, the depth head and checkpoint I/O."""

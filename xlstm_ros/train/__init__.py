@@ -1,0 +1,1 @@
+"""Synthetic data, training loops and evaluation for the two models."""

@@ -1,0 +1,1 @@
+"""Small default checkpoints trained by xlstm_ros.train, each with a model card."""
