@@ -109,6 +109,7 @@ setup(
             "xlstm-ros = xlstm_ros.cli:main",
             "forecaster_node = xlstm_ros.nodes.forecaster_node:main",
             "depth_node = xlstm_ros.nodes.depth_node:main",
+            "drone_sim_node = xlstm_ros.nodes.drone_sim_node:main",
         ],
     },
 )

@@ -1,0 +1,72 @@
+"""The drone graph: which nodes run, with which parameter file, and which inputs are launch arguments.
+
+launch/drone.launch.py builds its nodes from this description, launch/drone.launch.xml spells the same
+graph out in XML (a test checks they agree), and the demo and `xlstm-ros play` start the same executables
+with the same parameter file through `node_arguments`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from xlstm_ros.nodes.processes import ros_arguments
+
+
+@dataclass(frozen=True)
+class LaunchArgument:
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A node of the graph: executable (= node name) and its input topics remapped from launch arguments."""
+
+    executable: str
+    inputs: Mapping[str, str] = field(default_factory=dict)  # topic inside the node -> launch argument
+
+
+SHIPPED_CONFIG = "$(find-pkg-share xlstm_ros)/config/drone.yaml"
+LAUNCH_ARGUMENTS = (
+    LaunchArgument("config", SHIPPED_CONFIG, "parameter file of both nodes"),
+    LaunchArgument("namespace", "", "namespace of both nodes (their outputs are relative names)"),
+    LaunchArgument("use_sim_time", "false", "use /clock (true when replaying a bag with simulated time)"),
+    LaunchArgument("camera", "/camera/image_raw", "camera image topic (sensor_msgs/Image)"),
+    LaunchArgument("camera_info", "/camera/camera_info", "camera info topic (sensor_msgs/CameraInfo)"),
+    LaunchArgument("battery", "/battery_state", "battery topic (sensor_msgs/BatteryState)"),
+    LaunchArgument("imu", "/imu", "IMU topic (sensor_msgs/Imu)"),
+    LaunchArgument("altitude", "/altitude", "barometric altitude topic (geometry_msgs/PointStamped, z in m)"),
+    LaunchArgument("motor_temperature", "/motor_temperature", "motor temperature (sensor_msgs/Temperature)"),
+)
+DRONE_NODES = (
+    NodeSpec("depth_node", {"image": "camera", "camera_info": "camera_info"}),
+    NodeSpec("forecaster_node", {"battery_state": "battery", "imu": "imu", "altitude": "altitude",
+                                 "motor_temperature": "motor_temperature"}),
+)
+
+
+def default_config() -> Path:
+    """config/drone.yaml: from the installed share directory, else from the source tree."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory("xlstm_ros")) / "config" / "drone.yaml"
+    except (ImportError, LookupError):  # PackageNotFoundError is a KeyError
+        return Path(__file__).resolve().parents[2] / "config" / "drone.yaml"
+
+
+def launch_defaults() -> dict[str, str]:
+    return {argument.name: argument.default for argument in LAUNCH_ARGUMENTS}
+
+
+def node_arguments(spec: NodeSpec, config: str | Path, values: Mapping[str, str] | None = None,
+                   parameters: Mapping[str, object] | None = None) -> list[str]:
+    """The --ros-args of `spec` for a process start: parameter file, remapped inputs, extra parameters."""
+    chosen = {**launch_defaults(), **(values or {})}
+    remappings = {topic: chosen[argument] for topic, argument in spec.inputs.items()}
+    if chosen["namespace"]:
+        remappings["__ns"] = "/" + chosen["namespace"].strip("/")
+    extra = dict(parameters or {})
+    extra.setdefault("use_sim_time", chosen["use_sim_time"].lower() == "true")
+    return ros_arguments([config], extra, remappings)
