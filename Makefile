@@ -17,7 +17,7 @@ setup:
 	tools/setup_venv.sh
 
 setup-test:
-	tools/setup_venv.sh requirements/test.txt
+	tools/setup_venv.sh requirements/test.txt requirements/eval.txt
 
 ## make demo: set up, then run the main job (nodes over real DDS, outputs under out/demo)
 demo: setup

@@ -1,0 +1,764 @@
+"""Synthetic time series for pre-training the forecaster, generated in numpy from a seed.
+
+Every generator is a frozen dataclass (its fields are the recipe) called as `gen(rng, n, length)` and
+returns `n` series as a float64 array `[n, length]`, vectorised over the batch. The families follow the
+zero-shot forecasting literature (research/ts-eval.md, "Synthetic pre-training"):
+
+* `Structural`: piecewise-linear trend, level steps, calendar seasonalities with harmonics, ARMA noise.
+* `KernelSynth`: Gaussian-process samples from a random composition of kernels (Chronos).
+* `TSMixup`: Dirichlet mixtures of 1-3 mean-scaled series (Chronos).
+* `MultiSeasonal`: sums of sines with calendar or free periods.
+* Sensor regimes of a drone or robot: `Battery` voltage, `Temperature`, `Imu` acceleration, `BaroAltitude`.
+
+`Augmentations` adds TiRex-style corruptions (amplitude modulation, censoring, spikes, NaN gaps) and is cheap
+enough to apply to every training batch. `Mixture` draws from weighted generators; `SeriesCache` writes a
+mixture sample once to an `.npy` file and memory-maps it, so training never regenerates.
+
+Evaluation data never enters training: this module draws only from numpy's random generator and imports no
+dataset package (test/test_series.py checks that importing it and sampling load none).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+#: Seasonal periods of common sampling frequencies: quarterly 4, daily-weekly 7, monthly 12, hourly 24,
+#: half-hourly 48, weekly-yearly 52.
+CALENDAR_PERIODS: tuple[int, ...] = (4, 7, 12, 24, 48, 52)
+#: Longer calendar periods for Gaussian-process and sine families (hourly-weekly 168, daily-yearly 365, ...).
+LONG_CALENDAR_PERIODS: tuple[int, ...] = (96, 168, 336, 365)
+#: Version of the cache file layout and generator recipes; bump it when a generator's output changes.
+SERIES_FORMAT_VERSION = 1
+
+
+class SeriesGenerator(Protocol):
+    """A family of synthetic series: `gen(rng, n, length) -> float64 [n, length]`."""
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray: ...
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Vectorised building blocks (batch on axis 0, time on axis 1)
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size) -> np.ndarray:
+    return rng.uniform(bounds[0], bounds[1], size)
+
+
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size) -> np.ndarray:
+    return np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]), size))
+
+
+def _count(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.ndarray:
+    """Integers drawn uniformly from the inclusive range `bounds`, one per series."""
+    return rng.integers(bounds[0], bounds[1] + 1, n)
+
+
+def resample_linear(values: np.ndarray, length: int) -> np.ndarray:
+    """Linearly interpolate rows sampled on an even grid over [0, 1] onto `length` even points."""
+    knots = values.shape[1]
+    if knots == length:
+        return values
+    position = np.linspace(0.0, knots - 1, length)
+    left = np.minimum(position.astype(np.int64), knots - 2)
+    weight = position - left
+    return values[:, left] * (1.0 - weight) + values[:, left + 1] * weight
+
+
+def smooth_curve(rng: np.random.Generator, n: int, length: int, knots: int) -> np.ndarray:
+    """Piecewise-linear random curves through `knots` standard-normal values, `[n, length]`."""
+    return resample_linear(rng.standard_normal((n, knots)), length)
+
+
+def lowpass(x: np.ndarray, alpha: np.ndarray, initial: np.ndarray | None = None) -> np.ndarray:
+    """First-order filter y[t] = alpha * y[t-1] + (1 - alpha) * x[t], one `alpha` per series."""
+    alpha = np.asarray(alpha, dtype=np.float64).reshape(-1)
+    y = np.empty_like(x)
+    state = x[:, 0].copy() if initial is None else np.asarray(initial, dtype=np.float64).copy()
+    gain = 1.0 - alpha
+    for t in range(x.shape[1]):
+        state = alpha * state + gain * x[:, t]
+        y[:, t] = state
+    return y
+
+
+def piecewise_constant(rng: np.random.Generator, n: int, length: int,
+                       segments: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """Segment index `[n, length]` of random segments (count per series in `segments`), and the max count."""
+    count = _count(rng, segments, n)
+    most = int(segments[1])
+    bounds = np.sort(rng.integers(1, max(length, 2), (n, max(most - 1, 1))), axis=1)
+    active = np.arange(bounds.shape[1])[None, :] < (count - 1)[:, None]
+    bounds = np.where(active, bounds, length)  # inactive boundaries sit past the end
+    t = np.arange(length)
+    index = (t[None, None, :] >= bounds[:, :, None]).sum(axis=1)
+    return index, most
+
+
+def arma_noise(rng: np.random.Generator, n: int, length: int, ar_roots: tuple[float, float],
+               ma: tuple[float, float], burn_in: int = 200) -> np.ndarray:
+    """Stationary ARMA(2, 1) noise with unit sample std per series.
+
+    The AR polynomial is built from two real roots drawn from `ar_roots` (|root| < 1 keeps it stationary).
+    """
+    if not (-1.0 < ar_roots[0] <= ar_roots[1] < 1.0):
+        raise ValueError(f"ar_roots must lie inside (-1, 1), got {ar_roots}")
+    root_a, root_b = _uniform(rng, ar_roots, n), _uniform(rng, ar_roots, n)
+    phi1, phi2 = root_a + root_b, -root_a * root_b
+    theta = _uniform(rng, ma, n)
+    shocks = rng.standard_normal((n, length + burn_in))
+    x = np.empty_like(shocks)
+    prev1 = prev2 = np.zeros(n)
+    prev_shock = np.zeros(n)
+    for t in range(shocks.shape[1]):
+        current = phi1 * prev1 + phi2 * prev2 + shocks[:, t] + theta * prev_shock
+        x[:, t] = current
+        prev2, prev1, prev_shock = prev1, current, shocks[:, t]
+    x = x[:, burn_in:]
+    x -= x.mean(axis=1, keepdims=True)
+    return x / np.maximum(x.std(axis=1, keepdims=True), 1e-12)
+
+
+def seasonal_waves(rng: np.random.Generator, periods: np.ndarray, amplitudes: np.ndarray, length: int,
+                   harmonics: int, harmonic_decay: tuple[float, float]) -> np.ndarray:
+    """Sum over columns of periodic waves: fundamental of `periods[:, j]` plus weaker harmonics.
+
+    `periods` and `amplitudes` are `[n, k]`; harmonic h has amplitude `amplitude * decay**(h - 1)`
+    (decay < 1 keeps the fundamental dominant) and a random phase. Harmonics at or above the Nyquist
+    frequency (h / period >= 1/2) are left out: they would alias onto lower frequencies.
+    """
+    n, k = periods.shape
+    t = np.arange(length, dtype=np.float64)
+    out = np.zeros((n, length))
+    for j in range(k):
+        decay = _uniform(rng, harmonic_decay, n)
+        used = _count(rng, (1, harmonics), n)
+        for h in range(1, harmonics + 1):
+            weight = amplitudes[:, j] * decay ** (h - 1) * (h <= used) * (2 * h < periods[:, j])
+            phase = rng.uniform(0.0, 2 * np.pi, n)
+            out += weight[:, None] * np.sin(2 * np.pi * h * t[None, :] / periods[:, j, None] + phase[:, None])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Generic families
+
+
+@dataclass(frozen=True)
+class Structural:
+    """Trend + level steps + seasonalities + ARMA noise (TimesFM-style structural series).
+
+    The trend is piecewise linear with up to `max_trend_breaks` slope changes; its overall change across the
+    series is drawn from `trend_change` (so the base slope per sample is change / length).
+    """
+
+    periods: tuple[int, ...] = CALENDAR_PERIODS
+    seasonalities: tuple[int, int] = (0, 3)
+    seasonal_amplitude: tuple[float, float] = (0.3, 2.0)
+    harmonics: int = 3
+    harmonic_decay: tuple[float, float] = (0.1, 0.7)
+    trend_change: tuple[float, float] = (-4.0, 4.0)
+    max_trend_breaks: int = 3
+    max_level_steps: int = 2
+    step_std: float = 1.0
+    noise_std: tuple[float, float] = (0.05, 0.6)
+    ar_roots: tuple[float, float] = (-0.5, 0.95)
+    ma: tuple[float, float] = (-0.5, 0.5)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        t = np.arange(length, dtype=np.float64)
+        slope = _uniform(rng, self.trend_change, n) / length
+        y = slope[:, None] * t[None, :]
+        break_scale = max(abs(self.trend_change[0]), abs(self.trend_change[1])) / length
+        for _ in range(self.max_trend_breaks):
+            active = rng.random(n) < 0.5
+            at = rng.uniform(0.1, 0.9, n) * length
+            change = rng.normal(0.0, break_scale, n) * active
+            y += change[:, None] * np.maximum(t[None, :] - at[:, None], 0.0)
+        for _ in range(self.max_level_steps):
+            active = rng.random(n) < 0.5
+            at = rng.uniform(0.05, 0.95, n) * length
+            y += (rng.normal(0.0, self.step_std, n) * active)[:, None] * (t[None, :] >= at[:, None])
+        count = _count(rng, self.seasonalities, n)
+        most = self.seasonalities[1]
+        if most > 0:
+            periods = rng.choice(np.asarray(self.periods, dtype=np.float64), (n, most))
+            amplitudes = _uniform(rng, self.seasonal_amplitude, (n, most)) * (np.arange(most) < count[:, None])
+            y += seasonal_waves(rng, periods, amplitudes, length, self.harmonics, self.harmonic_decay)
+        noise = arma_noise(rng, n, length, self.ar_roots, self.ma)
+        return y + _uniform(rng, self.noise_std, n)[:, None] * noise
+
+
+#: Kernel names of `KernelSynth.bank`.
+KERNELS = ("constant", "white", "linear", "rbf", "rational_quadratic", "periodic")
+
+
+@dataclass(frozen=True)
+class KernelSynth:
+    """Gaussian-process samples with a random kernel: 1..`max_kernels` draws from `bank`, joined by + or x.
+
+    Cost-aware length: the GP is drawn on at most `max_gp_length` points spread over the series and linearly
+    interpolated, so the Cholesky cost is bounded by max_gp_length**3 whatever `length` is. Periodic kernels
+    use calendar periods in output samples, restricted to periods the GP grid resolves with at least
+    `min_points_per_period` points. The Cholesky is jittered (1e-6 of the diagonal, raised tenfold on
+    failure); a kernel that still fails is redrawn. BLAS runs single-threaded here: for matrices this small
+    threads only contend (10x slower on a busy 2-core machine).
+    """
+
+    bank: tuple[str, ...] = KERNELS
+    max_kernels: int = 5
+    periods: tuple[int, ...] = CALENDAR_PERIODS + LONG_CALENDAR_PERIODS
+    max_gp_length: int = 512
+    min_points_per_period: int = 8
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.bank) - set(KERNELS))
+        if unknown or not self.bank:
+            raise ValueError(f"KernelSynth.bank: unknown kernels {unknown}; choose from {KERNELS}")
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        points = min(length, self.max_gp_length)
+        tau = np.linspace(0.0, 1.0, points)
+        stride = (length - 1) / max(points - 1, 1)
+        periods = [p for p in self.periods if p / stride >= self.min_points_per_period and p <= length / 2]
+        if not periods and set(self.bank) == {"periodic"}:
+            raise ValueError(f"KernelSynth.periods: none of {self.periods} is resolvable at length {length} "
+                             f"with max_gp_length={self.max_gp_length}; add longer periods or raise "
+                             "max_gp_length")
+        distance = np.abs(tau[:, None] - tau[None, :])
+        out = np.empty((n, points))
+        with threadpool_limits(limits=1, user_api="blas"):
+            for i in range(n):
+                out[i] = self._sample(rng, tau, distance, length, periods)
+        return resample_linear(out, length)
+
+    def _sample(self, rng: np.random.Generator, tau: np.ndarray, distance: np.ndarray, length: int,
+                periods: list[int]) -> np.ndarray:
+        for _ in range(10):
+            covariance = self._random_kernel(rng, tau, distance, length, periods)
+            factor = _jittered_cholesky(covariance)
+            if factor is not None:
+                return factor @ rng.standard_normal(len(tau))
+        raise RuntimeError(f"KernelSynth: 10 kernels drawn from {self.bank} in a row were not positive definite")
+
+    def _random_kernel(self, rng: np.random.Generator, tau: np.ndarray, distance: np.ndarray, length: int,
+                       periods: list[int]) -> np.ndarray:
+        bank = [k for k in self.bank if k != "periodic" or periods]
+        names = rng.choice(bank, rng.integers(1, self.max_kernels + 1))
+        covariance = self._kernel(str(names[0]), rng, tau, distance, length, periods)
+        for name in names[1:]:
+            other = self._kernel(str(name), rng, tau, distance, length, periods)
+            covariance = covariance + other if rng.random() < 0.5 else covariance * other
+        return covariance
+
+    @staticmethod
+    def _kernel(name: str, rng: np.random.Generator, tau: np.ndarray, distance: np.ndarray, length: int,
+                periods: list[int]) -> np.ndarray:
+        if name == "constant":
+            return np.full_like(distance, rng.uniform(0.1, 1.0))
+        if name == "white":
+            return np.eye(len(tau)) * rng.choice([0.01, 0.05, 0.1])
+        if name == "linear":
+            centre = rng.uniform()
+            return rng.choice([0.0, 1.0, 10.0]) + np.outer(tau - centre, tau - centre)
+        if name == "rbf":
+            scale = rng.choice([0.02, 0.1, 1.0, 10.0])
+            return np.exp(-0.5 * (distance / scale) ** 2)
+        if name == "rational_quadratic":
+            alpha = rng.choice([0.1, 1.0, 10.0])
+            return (1.0 + distance ** 2 / (2 * alpha)) ** -alpha
+        period = rng.choice(periods) / (length - 1)  # calendar period in samples, in tau units
+        scale = rng.choice([0.5, 1.0, 2.0])
+        return np.exp(-2.0 * np.sin(np.pi * distance / period) ** 2 / scale ** 2)
+
+
+def _jittered_cholesky(covariance: np.ndarray, tries: int = 5) -> np.ndarray | None:
+    """Cholesky factor of covariance + jitter * I, raising the jitter until it succeeds (None if never).
+
+    The jitter is added to the diagonal in place: `covariance` is scratch space.
+    """
+    diagonal = np.diag_indices_from(covariance)
+    jitter = 1e-6 * max(float(np.mean(covariance[diagonal])), 1e-12)
+    added = 0.0
+    for _ in range(tries):
+        covariance[diagonal] += jitter - added
+        added = jitter
+        try:
+            return np.linalg.cholesky(covariance)
+        except np.linalg.LinAlgError:
+            jitter *= 10.0
+    return None
+
+
+@dataclass(frozen=True)
+class MultiSeasonal:
+    """Sums of 1..`max_components` sines: calendar periods with probability `calendar_share`, else free
+    periods drawn log-uniformly from `free_period` (in samples), plus a small white-noise floor."""
+
+    max_components: int = 4
+    periods: tuple[int, ...] = CALENDAR_PERIODS + LONG_CALENDAR_PERIODS
+    calendar_share: float = 0.7
+    free_period: tuple[float, float] = (2.5, 500.0)
+    amplitude: tuple[float, float] = (0.1, 3.0)
+    harmonics: int = 2
+    harmonic_decay: tuple[float, float] = (0.0, 0.5)
+    noise_std: tuple[float, float] = (0.0, 0.3)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        k = self.max_components
+        calendar = rng.choice(np.asarray(self.periods, dtype=np.float64), (n, k))
+        free = _log_uniform(rng, self.free_period, (n, k))
+        periods = np.where(rng.random((n, k)) < self.calendar_share, calendar, free)
+        count = _count(rng, (1, k), n)
+        amplitudes = _log_uniform(rng, self.amplitude, (n, k)) * (np.arange(k) < count[:, None])
+        y = seasonal_waves(rng, periods, amplitudes, length, self.harmonics, self.harmonic_decay)
+        return y + _uniform(rng, self.noise_std, n)[:, None] * rng.standard_normal((n, length))
+
+
+@dataclass(frozen=True)
+class TSMixup:
+    """Convex Dirichlet(`alpha`) mixtures of 1..`max_sources` series from `base`, each divided by its mean
+    absolute value first, so that no source dominates by scale (Chronos TSMixup)."""
+
+    base: SeriesGenerator
+    max_sources: int = 3
+    alpha: float = 1.5
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        sources = _count(rng, (1, self.max_sources), n)
+        pool = self.base(rng, int(sources.sum()), length)
+        pool = pool / np.maximum(np.nanmean(np.abs(pool), axis=1, keepdims=True), 1e-12)
+        weights = rng.dirichlet(np.full(self.max_sources, self.alpha), n)
+        weights = np.where(np.arange(self.max_sources)[None, :] < sources[:, None], weights, 0.0)
+        weights /= weights.sum(axis=1, keepdims=True)
+        owner = np.repeat(np.arange(n), sources)
+        slot = np.arange(len(owner)) - np.repeat(np.cumsum(sources) - sources, sources)
+        out = np.zeros((n, length))
+        np.add.at(out, owner, weights[owner, slot][:, None] * pool)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sensor regimes (physical units)
+
+
+def battery_open_circuit_voltage(state_of_charge: np.ndarray) -> np.ndarray:
+    """LiPo cell open-circuit voltage [V] for a state of charge in [0, 1] (4.2 V full, knee near empty)."""
+    s = np.clip(state_of_charge, 0.0, 1.0)
+    return 3.5 + 0.55 * s + 0.15 * s ** 4 - 0.25 * np.exp(-s / 0.06)
+
+
+@dataclass(frozen=True)
+class Battery:
+    """Pack voltage [V] of a 3-6 cell LiPo discharging under a varying load.
+
+    The load is piecewise constant in C-rate (idle, hover, climb); the state of charge falls with the charge
+    drawn (`discharge` of the capacity over the series); the terminal voltage is the open-circuit voltage
+    minus an ohmic sag and a first-order RC polarisation that recovers slowly after load drops.
+    """
+
+    cells: tuple[int, ...] = (3, 4, 6)
+    load_c_rate: tuple[float, float] = (0.05, 4.0)
+    load_segments: tuple[int, int] = (1, 12)
+    discharge: tuple[float, float] = (0.1, 0.7)
+    ohmic_v_per_c: tuple[float, float] = (0.005, 0.03)
+    polarisation_v_per_c: tuple[float, float] = (0.005, 0.03)
+    polarisation_samples: tuple[float, float] = (5.0, 100.0)
+    noise_v: tuple[float, float] = (0.002, 0.02)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        segment, most = piecewise_constant(rng, n, length, self.load_segments)
+        levels = _log_uniform(rng, self.load_c_rate, (n, most))
+        c_rate = np.take_along_axis(levels, segment, axis=1)
+        c_rate = c_rate * np.exp(0.05 * rng.standard_normal((n, length)))  # throttle jitter
+        drawn = np.cumsum(c_rate, axis=1) / c_rate.sum(axis=1, keepdims=True)
+        discharge = _uniform(rng, self.discharge, n)
+        start = rng.uniform(discharge + 0.02, 1.0)
+        soc = start[:, None] - discharge[:, None] * drawn
+        alpha = np.exp(-1.0 / _uniform(rng, self.polarisation_samples, n))
+        polarisation = lowpass(c_rate * _uniform(rng, self.polarisation_v_per_c, n)[:, None], alpha)
+        cell = battery_open_circuit_voltage(soc) - c_rate * _uniform(rng, self.ohmic_v_per_c, n)[:, None]
+        cell -= polarisation
+        cells = rng.choice(np.asarray(self.cells, dtype=np.float64), n)
+        noise = _uniform(rng, self.noise_v, n)[:, None] * rng.standard_normal((n, length))
+        return cells[:, None] * cell + noise
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Temperature [deg C] of a component: ambient drift plus heating episodes through a first-order thermal
+    response (time constant in samples), with sensor noise and optional quantisation."""
+
+    ambient_c: tuple[float, float] = (-10.0, 35.0)
+    drift_c: tuple[float, float] = (0.0, 4.0)
+    heating_episodes: tuple[int, int] = (0, 4)
+    episode_share: tuple[float, float] = (0.05, 0.3)
+    heater_gain_c: tuple[float, float] = (3.0, 40.0)
+    time_constant_samples: tuple[float, float] = (20.0, 400.0)
+    noise_c: tuple[float, float] = (0.01, 0.2)
+    quantisation_c: tuple[float, ...] = (0.0, 0.0625, 0.1)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        t = np.arange(length)
+        ambient = _uniform(rng, self.ambient_c, n)[:, None] + _uniform(rng, self.drift_c, n)[:, None] * (
+            0.5 * smooth_curve(rng, n, length, 6) + rng.uniform(-1, 1, n)[:, None] * t / length)
+        power = np.zeros((n, length))
+        count = _count(rng, self.heating_episodes, n)
+        for episode in range(self.heating_episodes[1]):
+            duration = _uniform(rng, self.episode_share, n) * length
+            start = rng.uniform(0, length, n)
+            on = (t[None, :] >= start[:, None]) & (t[None, :] < (start + duration)[:, None])
+            power += on * (episode < count)[:, None] * rng.uniform(0.5, 1.0, n)[:, None]
+        power = np.minimum(power, 1.0)
+        target = ambient + _uniform(rng, self.heater_gain_c, n)[:, None] * power
+        alpha = np.exp(-1.0 / _uniform(rng, self.time_constant_samples, n))
+        temperature = lowpass(target, alpha, initial=ambient[:, 0])
+        temperature += _uniform(rng, self.noise_c, n)[:, None] * rng.standard_normal((n, length))
+        step = rng.choice(np.asarray(self.quantisation_c), n)[:, None]
+        return np.where(step > 0, np.round(temperature / np.where(step > 0, step, 1.0)) * step, temperature)
+
+
+@dataclass(frozen=True)
+class Imu:
+    """One accelerometer axis [m/s^2]: gravity offset, slow body motion, rotor vibration at a period of a
+    few samples (fundamental plus harmonics, rpm wandering by `rpm_jitter`), bias random walk, white noise."""
+
+    gravity_share: float = 0.5
+    motion_amplitude: tuple[float, float] = (0.05, 2.0)
+    motion_period: tuple[float, float] = (50.0, 600.0)
+    vibration_amplitude: tuple[float, float] = (0.1, 3.0)
+    vibration_period: tuple[float, float] = (2.2, 12.0)
+    vibration_harmonics: int = 3
+    rpm_jitter: tuple[float, float] = (0.0, 0.05)
+    bias_walk: tuple[float, float] = (0.0, 0.005)
+    noise: tuple[float, float] = (0.01, 0.3)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        offset = np.where(rng.random(n) < self.gravity_share, 9.81, 0.0)[:, None]
+        motion_period = _log_uniform(rng, self.motion_period, (n, 2))
+        motion = seasonal_waves(rng, motion_period, _uniform(rng, self.motion_amplitude, (n, 2)), length, 1,
+                                (1.0, 1.0))
+        frequency = 1.0 / _log_uniform(rng, self.vibration_period, n)
+        wander = 1.0 + _uniform(rng, self.rpm_jitter, n)[:, None] * smooth_curve(rng, n, length, 8)
+        phase = 2 * np.pi * np.cumsum(frequency[:, None] * wander, axis=1)
+        amplitude = _uniform(rng, self.vibration_amplitude, n)[:, None]
+        vibration = np.zeros((n, length))
+        for h in range(1, self.vibration_harmonics + 1):
+            weight = amplitude * rng.uniform(0.1, 0.6, n)[:, None] ** (h - 1)
+            vibration += weight * np.sin(h * phase + rng.uniform(0, 2 * np.pi, n)[:, None])
+        bias = np.cumsum(_uniform(rng, self.bias_walk, n)[:, None] * rng.standard_normal((n, length)), axis=1)
+        noise = _uniform(rng, self.noise, n)[:, None] * rng.standard_normal((n, length))
+        return offset + motion + vibration + bias + noise
+
+
+@dataclass(frozen=True)
+class BaroAltitude:
+    """Barometric altitude [m] of a flight: segments of hover, climb and descent (vertical speed per sample),
+    landing stops at the ground, a first-order vehicle/sensor lag, weather drift and baro noise."""
+
+    segments: tuple[int, int] = (2, 12)
+    hover_share: float = 0.4
+    climb_m_per_sample: tuple[float, float] = (0.005, 0.2)
+    descent_m_per_sample: tuple[float, float] = (0.005, 0.2)
+    lag_samples: tuple[float, float] = (1.0, 20.0)
+    drift_m: tuple[float, float] = (0.0, 2.0)
+    noise_m: tuple[float, float] = (0.05, 0.5)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        segment, most = piecewise_constant(rng, n, length, self.segments)
+        mode = rng.random((n, most))
+        climb = _log_uniform(rng, self.climb_m_per_sample, (n, most))
+        descent = -_log_uniform(rng, self.descent_m_per_sample, (n, most))
+        moving_share = (1.0 - self.hover_share) / 2
+        speed = np.where(mode < self.hover_share, 0.0, np.where(mode < self.hover_share + moving_share,
+                                                                climb, descent))
+        climb_rate = np.take_along_axis(speed, segment, axis=1)
+        start = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.0, 100.0, n))
+        path = start[:, None] + np.cumsum(climb_rate, axis=1)
+        altitude = path - np.minimum(0.0, np.minimum.accumulate(path, axis=1))  # landed: stays on the ground
+        alpha = np.exp(-1.0 / _uniform(rng, self.lag_samples, n))
+        altitude = lowpass(altitude, alpha)
+        drift = _uniform(rng, self.drift_m, n)[:, None] * smooth_curve(rng, n, length, 5)
+        return altitude + drift + _uniform(rng, self.noise_m, n)[:, None] * rng.standard_normal((n, length))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Augmentations
+
+
+def amplitude_modulation(rng: np.random.Generator, x: np.ndarray, depth: tuple[float, float]) -> np.ndarray:
+    """Scale each series' deviation from its mean by a slow positive random envelope 1 + depth * curve."""
+    n, length = x.shape
+    envelope = 1.0 + _uniform(rng, depth, n)[:, None] * np.tanh(smooth_curve(rng, n, length, 6))
+    mean = np.nanmean(x, axis=1, keepdims=True)
+    return mean + (x - mean) * envelope
+
+
+def censor(rng: np.random.Generator, x: np.ndarray, quantile: tuple[float, float]) -> np.ndarray:
+    """Clip each series at its own quantile q (upper side) or 1 - q (lower side), like a saturating sensor."""
+    n = x.shape[0]
+    q = _uniform(rng, quantile, n)
+    upper = rng.random(n) < 0.5
+    ordered = np.sort(x, axis=1)  # NaNs sort last
+    observed = np.isfinite(x).sum(axis=1)
+    index = np.floor(np.where(upper, q, 1.0 - q) * np.maximum(observed - 1, 0)).astype(np.int64)
+    level = ordered[np.arange(n), index][:, None]
+    return np.where(upper[:, None], np.minimum(x, level), np.maximum(x, level))
+
+
+def inject_spikes(rng: np.random.Generator, x: np.ndarray, rate: tuple[float, float],
+                  magnitude_std: tuple[float, float]) -> np.ndarray:
+    """Add isolated spikes (a fraction `rate` of the samples) of +-`magnitude_std` series standard deviations."""
+    n, length = x.shape
+    hit = rng.random((n, length)) < _uniform(rng, rate, n)[:, None]
+    size = _uniform(rng, magnitude_std, (n, length)) * rng.choice([-1.0, 1.0], (n, length))
+    return x + hit * size * np.nanstd(x, axis=1, keepdims=True)
+
+
+def add_missing(rng: np.random.Generator, x: np.ndarray, fraction: np.ndarray | float,
+                block_share: float = 0.7, block_length: tuple[int, int] = (8, 128)) -> np.ndarray:
+    """Set exactly round(fraction * length) samples of each series to NaN.
+
+    About `block_share` of them come as contiguous missing blocks (lengths from `block_length`), the rest as
+    isolated gaps at random positions.
+    """
+    n, length = x.shape
+    fraction = np.broadcast_to(np.asarray(fraction, dtype=np.float64), (n,))
+    if np.any((fraction < 0) | (fraction >= 1)):
+        raise ValueError(f"missing fraction must lie in [0, 1), got {fraction.min()}..{fraction.max()}")
+    target = np.round(fraction * length).astype(np.int64)
+    t = np.arange(length)
+    missing = np.zeros((n, length), dtype=bool)
+    budget = np.floor(block_share * target).astype(np.int64)
+    placed = np.zeros(n, dtype=np.int64)
+    while True:
+        room = budget - placed
+        if not np.any(room >= block_length[0]):
+            break
+        size = np.minimum(rng.integers(block_length[0], block_length[1] + 1, n), room)
+        size = np.where(room >= block_length[0], size, 0)
+        start = rng.integers(0, np.maximum(length - size, 1))
+        missing |= (t[None, :] >= start[:, None]) & (t[None, :] < (start + size)[:, None])
+        placed += size  # overlaps make `placed` an upper bound; the isolated fill below tops up exactly
+    need = np.maximum(target - missing.sum(axis=1), 0)
+    keys = np.where(missing, np.inf, rng.random((n, length)))
+    rank = np.argsort(np.argsort(keys, axis=1), axis=1)
+    missing |= rank < need[:, None]
+    return np.where(missing, np.nan, x)
+
+
+@dataclass(frozen=True)
+class Augmentations:
+    """TiRex-style corruptions, each applied to a random share of the series (`p_*`)."""
+
+    p_amplitude: float = 0.2
+    amplitude_depth: tuple[float, float] = (0.1, 0.8)
+    p_censor: float = 0.1
+    censor_quantile: tuple[float, float] = (0.7, 0.99)
+    p_spikes: float = 0.1
+    spike_rate: tuple[float, float] = (0.0005, 0.01)
+    spike_std: tuple[float, float] = (3.0, 10.0)
+    p_missing: float = 0.2
+    missing_fraction: tuple[float, float] = (0.01, 0.3)
+    missing_block_share: float = 0.7
+
+    def __call__(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+        x = np.array(x, dtype=np.float64)
+        n = x.shape[0]
+        steps: list[tuple[float, Callable[[np.ndarray], np.ndarray]]] = [
+            (self.p_amplitude, lambda v: amplitude_modulation(rng, v, self.amplitude_depth)),
+            (self.p_censor, lambda v: censor(rng, v, self.censor_quantile)),
+            (self.p_spikes, lambda v: inject_spikes(rng, v, self.spike_rate, self.spike_std)),
+            (self.p_missing, lambda v: add_missing(rng, v, _uniform(rng, self.missing_fraction, len(v)),
+                                                   self.missing_block_share)),
+        ]
+        for probability, apply in steps:
+            rows = np.flatnonzero(rng.random(n) < probability)
+            if len(rows):
+                x[rows] = apply(x[rows])
+        return x
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Mixture and cache
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """Weighted generators: `components` is a tuple of (name, generator, weight); weights need not sum to 1.
+
+    Counts per component are multinomial and rows are shuffled, so a batch mixes all families. With
+    `augment`, the sampled series are corrupted before they are returned.
+    """
+
+    components: tuple[tuple[str, SeriesGenerator, float], ...]
+    augment: Augmentations | None = None
+
+    def __post_init__(self) -> None:
+        weights = np.array([w for _, _, w in self.components], dtype=np.float64)
+        if not self.components or np.any(weights < 0) or weights.sum() <= 0:
+            raise ValueError("Mixture.components: need at least one generator and non-negative weights "
+                             "with a positive sum")
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        weights = np.array([w for _, _, w in self.components], dtype=np.float64)
+        counts = rng.multinomial(n, weights / weights.sum())
+        parts = [gen(rng, int(c), length) for (_, gen, _), c in zip(self.components, counts) if c > 0]
+        out = np.concatenate(parts, axis=0)[rng.permutation(n)] if parts else np.empty((0, length))
+        return self.augment(rng, out) if self.augment is not None else out
+
+    def sample(self, n: int, length: int, seed: int) -> np.ndarray:
+        """`n` series of `length` samples as float32, identical for identical (seed, n, length, recipe)."""
+        _check_shape(n, length)
+        return self(np.random.default_rng(seed), n, length).astype(np.float32)
+
+
+def _check_shape(n: int, length: int) -> None:
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if int(length) != length or length < 16:
+        raise ValueError(f"length must be an integer >= 16, got {length!r}")
+
+
+#: The default pre-training recipe: generic families, TSMixup over them, and the drone/robot sensor regimes.
+DEFAULT_MIXTURE = Mixture(components=(
+    ("structural", Structural(), 0.30),
+    ("kernel_synth", KernelSynth(), 0.20),
+    ("multi_seasonal", MultiSeasonal(), 0.15),
+    ("tsmixup", TSMixup(base=Mixture(components=(("structural", Structural(), 0.45),
+                                                 ("kernel_synth", KernelSynth(), 0.25),
+                                                 ("multi_seasonal", MultiSeasonal(), 0.30)))), 0.15),
+    ("battery", Battery(), 0.05),
+    ("temperature", Temperature(), 0.05),
+    ("imu", Imu(), 0.05),
+    ("baro_altitude", BaroAltitude(), 0.05),
+))
+
+
+class SeriesCacheError(ValueError):
+    """A series cache file exists but does not hold what its recipe says."""
+
+
+@dataclass
+class SeriesCache:
+    """`n` mixture series of `length` samples generated once into `<directory>/series-<key>.npy`.
+
+    The key hashes the recipe (mixture repr, n, length, seed, format version), so different recipes never
+    share a file. Generation runs in chunks of `chunk_size` series, each from its own seed stream, written
+    into a memory-mapped temporary file and renamed into place when complete, so an interrupted run leaves
+    no half file. A JSON sidecar records the recipe and the generation speed.
+    """
+
+    directory: Path
+    n: int
+    length: int
+    seed: int
+    mixture: Mixture = DEFAULT_MIXTURE
+    chunk_size: int = 256
+    _array: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_shape(self.n, self.length)
+        self.directory = Path(self.directory)
+
+    @property
+    def recipe(self) -> dict:
+        return {"format_version": SERIES_FORMAT_VERSION, "n": int(self.n), "length": int(self.length),
+                "seed": int(self.seed), "chunk_size": int(self.chunk_size), "mixture": repr(self.mixture)}
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"series-{self.key}.npy"
+
+    @property
+    def meta_path(self) -> Path:
+        return self.directory / f"series-{self.key}.json"
+
+    @property
+    def meta(self) -> dict:
+        """The sidecar: recipe plus `wall_s` and `series_per_s` of the generation run."""
+        try:
+            return json.loads(self.meta_path.read_text())
+        except (OSError, ValueError) as error:
+            raise SeriesCacheError(f"{self.meta_path}: cannot read cache metadata ({error})") from error
+
+    def exists(self) -> bool:
+        return self.path.is_file() and self.meta_path.is_file()
+
+    def series(self, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """The series as a read-only float32 memmap `[n, length]`, generated first if not cached yet.
+
+        `progress(done, total)` is called after each generated chunk.
+        """
+        if self._array is None:
+            if not self.exists():
+                self.generate(progress)
+            self._array = self._open()
+        return self._array
+
+    def generate(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Generate the series into the cache file (overwriting any previous file of this recipe)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp_path = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.npy")
+        start = time.perf_counter()
+        array = np.lib.format.open_memmap(tmp_path, mode="w+", dtype=np.float32, shape=(self.n, self.length))
+        try:
+            for chunk, first in enumerate(range(0, self.n, self.chunk_size)):
+                count = min(self.chunk_size, self.n - first)
+                rng = np.random.default_rng([self.seed, chunk])
+                array[first:first + count] = self.mixture(rng, count, self.length)
+                if progress is not None:
+                    progress(first + count, self.n)
+            array.flush()
+            del array
+            wall_s = time.perf_counter() - start
+            meta = dict(self.recipe, wall_s=round(wall_s, 3), series_per_s=round(self.n / wall_s, 1))
+            tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
+            tmp_meta.write_text(json.dumps(meta, indent=1))
+            os.replace(tmp_path, self.path)
+            os.replace(tmp_meta, self.meta_path)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
+
+    def _open(self) -> np.ndarray:
+        meta = self.meta
+        if {key: meta.get(key) for key in self.recipe} != self.recipe:
+            raise SeriesCacheError(f"{self.meta_path}: recipe does not match this cache; delete the file pair "
+                                   f"{self.path.name}/{self.meta_path.name} to regenerate")
+        try:
+            array = np.load(self.path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise SeriesCacheError(f"{self.path}: cannot memory-map cached series ({error}); delete it to "
+                                   "regenerate") from error
+        if array.shape != (self.n, self.length) or array.dtype != np.float32:
+            raise SeriesCacheError(f"{self.path}: holds {array.dtype}{list(array.shape)}, expected "
+                                   f"float32[{self.n}, {self.length}]; delete it to regenerate")
+        return array
+
+
+def generation_speed(mixture: Mixture = DEFAULT_MIXTURE, length: int = 2048 + 64, n: int = 64,
+                     seed: int = 0) -> dict[str, float]:
+    """Series per second of each component of `mixture` and of the whole mixture, at `length` samples."""
+    rng = np.random.default_rng(seed)
+    speed = {}
+    for name, gen, _ in mixture.components:
+        start = time.perf_counter()
+        gen(rng, n, length)
+        speed[name] = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    mixture(rng, n, length)
+    speed["mixture"] = n / (time.perf_counter() - start)
+    return speed
