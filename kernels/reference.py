@@ -83,6 +83,11 @@ def _bf16_round(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.bfloat16).to(x.dtype)
 
 
+def _state_rounding(precision: str):
+    """What happens to values where TiRex holds bf16: rounding (bf16-compatible) or nothing (fp32)."""
+    return _bf16_round if precision == "bf16-compatible" else (lambda x: x)
+
+
 def _slstm_recurrent_operand(R: torch.Tensor, precision: str, dtype: torch.dtype) -> torch.Tensor:
     """R as TiRex multiplies it: (NH, DH_in, 4*DH_out), in bf16 for the bf16-compatible precision."""
     num_heads, gates, head_dim, _ = R.shape
@@ -103,8 +108,7 @@ def _slstm_cell(wx_t: torch.Tensor, R_op: torch.Tensor, bias: torch.Tensor, stat
     a stream that has. Per element, streams of different ages can share one state buffer.
     """
     num, _, num_heads, head_dim = wx_t.shape
-    bf16 = precision == "bf16-compatible"
-    round_ = _bf16_round if bf16 else (lambda x: x)
+    round_ = _state_rounding(precision)
     dtype = state.dtype
     h, c, n, m = state.unbind(0)
     wx_t = round_(wx_t.to(dtype))
@@ -131,7 +135,7 @@ def slstm_sequence(wx: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state:
     `state` (4, B, NH, DH) is read, not modified; the final state is a new tensor of state.dtype.
     """
     dtype = compute_dtype(wx.dtype)
-    round_ = _bf16_round if precision == "bf16-compatible" else (lambda x: x)
+    round_ = _state_rounding(precision)
     R_op = _slstm_recurrent_operand(R, precision, dtype)
     bias = bias.to(dtype)
     current = round_(state.to(dtype))
@@ -148,7 +152,7 @@ def slstm_step(wx_t: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state: t
                rows: torch.Tensor | None, precision: str) -> torch.Tensor:
     """One sLSTM step on the streams `rows` of `state` (all when None), updated in place; returns h_t."""
     dtype = compute_dtype(wx_t.dtype)
-    round_ = _bf16_round if precision == "bf16-compatible" else (lambda x: x)
+    round_ = _state_rounding(precision)
     index = slice(None) if rows is None else rows
     current = round_(state[:, index].to(dtype))
     new = _slstm_cell(wx_t, _slstm_recurrent_operand(R, precision, dtype), bias.to(dtype), current, precision)

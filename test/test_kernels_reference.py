@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from xlstm_ros.kernels import (
     MLSTMState,
@@ -322,9 +321,11 @@ def test_reference_is_differentiable_for_training():
     state = slstm_zero_state(2, 1, 3, dtype=F64)
     for x in (wx, R, bias):
         x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda *a: slstm_sequence(*a, state, backend="auto")[0], (wx, R, bias))
+    assert torch.autograd.gradcheck(lambda *a: slstm_sequence(*a, state, backend="auto")[0], (wx, R, bias),
+                                    fast_mode=True)
     inputs = [x.requires_grad_(True) for x in mlstm_inputs(1, 1, 5, 3, 2, seed=20)]
-    assert torch.autograd.gradcheck(lambda *a: mlstm_chunkwise(*a, chunk_size=2, backend="auto")[0], inputs)
+    assert torch.autograd.gradcheck(lambda *a: mlstm_chunkwise(*a, chunk_size=2, backend="auto")[0], inputs,
+                                    fast_mode=True)
 
 
 # ----------------------------------------------------------------------------------------------- inputs

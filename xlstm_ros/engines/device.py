@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from xlstm_ros.kernels import interpreter_enabled
+
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
 BACKENDS = ("auto", "triton", "torch")
 
@@ -61,5 +63,8 @@ def select_backend(requested: str, device: torch.device) -> str:
         return backend
     usable = device.type == "cuda" and triton_available()
     if backend == "triton" and not usable:
-        raise DeviceError(f"backend 'triton' needs a CUDA device and the triton package (device is {device})")
+        if device.type == "cpu" and triton_available() and interpreter_enabled():
+            return "triton"  # Triton's CPU interpreter (TRITON_INTERPRET=1): how the tests run the kernels
+        raise DeviceError(f"backend 'triton' needs a CUDA device and the triton package (device is {device}); "
+                          "on the CPU only with TRITON_INTERPRET=1")
     return "triton" if usable else "torch"

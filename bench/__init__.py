@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>`; results/*.json record the command that produced them."""
