@@ -168,7 +168,7 @@ def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.T
 
     q, k (B, NH, S, DHQK), v (B, NH, S, DHV), i, f (B, NH, S) -> h (B, NH, S, DHV) in v.dtype.
     """
-    dtype = compute_dtype(q.dtype)
+    dtype, out_dtype = compute_dtype(q.dtype), v.dtype
     q, k, v, i, f = (x.to(dtype) for x in (q, k, v, i, f))
     seq_len = q.shape[2]
     log_f_cum = F.logsigmoid(f).cumsum(-1)
@@ -177,7 +177,7 @@ def mlstm_parallel(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.T
     m = log_d.amax(-1, keepdim=True)
     weights = (q @ (k / math.sqrt(q.shape[-1])).transpose(-2, -1)) * torch.exp(log_d - m)
     normaliser = torch.maximum(weights.sum(-1, keepdim=True).abs(), torch.exp(-m)) + eps
-    return ((weights / normaliser) @ v).to(v.dtype)
+    return ((weights / normaliser) @ v).to(out_dtype)
 
 
 def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
@@ -188,7 +188,7 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.
     position t with log weight b_t + m_prev, token s <= t with b_t - b_s + i_s; m_t is their maximum.
     The last chunk may be shorter. Returns h (B, NH, S, DHV) in v.dtype and a new final state.
     """
-    dtype = compute_dtype(q.dtype)
+    dtype, out_dtype = compute_dtype(q.dtype), v.dtype
     C, n, m = (x.to(dtype) for x in state)
     q, k, v, i, f = (x.to(dtype) for x in (q, k, v, i, f))
     k = k / math.sqrt(q.shape[-1])
@@ -219,13 +219,13 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.
         m = m_new
     h = torch.cat(outputs, 2) if outputs else v.new_zeros(v.shape)
     final = MLSTMState(C.to(state.C.dtype), n.to(state.n.dtype), m.to(state.m.dtype))
-    return h.to(v.dtype), final
+    return h.to(out_dtype), final
 
 
 def mlstm_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tensor, f: torch.Tensor,
                state: MLSTMState, eps: float) -> torch.Tensor:
     """One mLSTM step, `state` updated in place. q, k (B, NH, DHQK), v (B, NH, DHV), i, f (B, NH)."""
-    dtype = compute_dtype(q.dtype)
+    dtype, out_dtype = compute_dtype(q.dtype), v.dtype
     C, n, m = (x.to(dtype) for x in state)
     q, k, v, i, f = (x.to(dtype) for x in (q, k, v, i, f))
     k = k / math.sqrt(q.shape[-1])
@@ -239,4 +239,4 @@ def mlstm_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tenso
     h = (C * q[..., :, None]).sum(-2) / denominator[..., None]
     for target, value in zip(state, (C, n, m_new)):
         target.copy_(value)
-    return h.to(v.dtype)
+    return h.to(out_dtype)

@@ -12,6 +12,15 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 sys.path.insert(0, os.path.dirname(__file__))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tests use small tensors: one intra-op thread is faster than two fighting over a busy 2-core machine
+    (node processes started by tests keep their own defaults)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture
 def ros_domain():
     """A ROS_DOMAIN_ID that no other test or run on this machine uses while the test runs."""

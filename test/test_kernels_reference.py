@@ -364,3 +364,21 @@ def test_bad_inputs_name_the_parameter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         slstm_sequence(wx, R, bias, backend="triton")
+
+
+@pytest.mark.parametrize("form", ["parallel", "chunkwise", "step"])
+def test_mlstm_output_keeps_the_input_dtype(form):
+    """Low-precision inputs give outputs of that dtype (the maths runs in float32 inside)."""
+    from xlstm_ros.kernels import mlstm_chunkwise, mlstm_parallel, mlstm_step, mlstm_zero_state
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 16, generator=g).to(torch.bfloat16) for _ in range(3))
+    i, f = (torch.randn(1, 2, 5, generator=g).to(torch.bfloat16) for _ in range(2))
+    if form == "parallel":
+        h = mlstm_parallel(q, k, v, i, f)
+    elif form == "chunkwise":
+        h, _ = mlstm_chunkwise(q, k, v, i, f, chunk_size=4, backend="torch")
+    else:
+        state = mlstm_zero_state(1, 2, 16, 16)
+        h = mlstm_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[:, :, 0], f[:, :, 0], state, backend="torch")
+    assert h.dtype == torch.bfloat16

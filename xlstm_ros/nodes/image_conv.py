@@ -19,7 +19,14 @@ NATIVE_BIG_ENDIAN = sys.byteorder == "big"
 
 
 class ImageConversionError(ValueError):
-    """A sensor_msgs/Image is inconsistent or uses an encoding this converter does not know."""
+    """A sensor_msgs/Image is inconsistent or uses an encoding this converter does not know.
+
+    `cause` names the kind of problem (unsupported_encoding, bad_step, short_data, bad_array,
+    not_convertible), so that nodes can count and rate-limit each kind separately."""
+
+    def __init__(self, message: str, cause: str):
+        super().__init__(message)
+        self.cause = cause
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,7 @@ def encoding_info(encoding: str) -> Encoding:
         return ENCODINGS[encoding]
     except KeyError:
         raise ImageConversionError(f"Image.encoding '{encoding}' is not supported "
-                                   f"(supported: {', '.join(sorted(ENCODINGS))})") from None
+                                   f"(supported: {', '.join(sorted(ENCODINGS))})", "unsupported_encoding") from None
 
 
 def image_to_numpy(msg: Any) -> np.ndarray:
@@ -85,12 +92,12 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     row_bytes = width * info.bytes_per_pixel
     if step < row_bytes:
         raise ImageConversionError(f"Image.step {step} is smaller than width * bytes per pixel "
-                                   f"= {width} * {info.bytes_per_pixel} = {row_bytes}")
+                                   f"= {width} * {info.bytes_per_pixel} = {row_bytes}", "bad_step")
     buffer = memoryview(msg.data).cast("B")
     needed = step * height if width else 0
     if len(buffer) < needed:
         raise ImageConversionError(f"Image.data has {len(buffer)} bytes, fewer than the {needed} that "
-                                   f"height {height}, step {step} and encoding '{msg.encoding}' need")
+                                   f"height {height}, step {step} and encoding '{msg.encoding}' need", "short_data")
     big_endian = bool(msg.is_bigendian)
     dtype = info.dtype.newbyteorder(">" if big_endian else "<") if info.dtype.itemsize > 1 else info.dtype
     if needed == 0:
@@ -113,10 +120,10 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Any = None) -> Any:
         array = array[:, :, None]
     if array.ndim != 3 or array.shape[2] != info.channels:
         raise ImageConversionError(f"array of shape {array.shape} does not fit encoding '{encoding}' "
-                                   f"({info.channels} channel(s))")
+                                   f"({info.channels} channel(s))", "bad_array")
     if array.dtype != info.dtype:
         raise ImageConversionError(f"array dtype {array.dtype} does not fit encoding '{encoding}' "
-                                   f"(needs {info.dtype})")
+                                   f"(needs {info.dtype})", "bad_array")
     msg = Image()
     if header is not None:
         msg.header = header
@@ -141,7 +148,7 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         encoding = _SIXTEEN_BIT_TO_EIGHT[encoding]
     if encoding not in _TO_RGB:
         raise ImageConversionError(f"Image.encoding '{encoding}' cannot be converted to RGB "
-                                   f"(colour encodings: {', '.join(sorted(RGB_CONVERTIBLE))})")
+                                   f"(colour encodings: {', '.join(sorted(RGB_CONVERTIBLE))})", "not_convertible")
     if array.size == 0:
         return np.zeros((*array.shape[:2], 3), dtype=np.uint8)
     code = _TO_RGB[encoding]
@@ -151,4 +158,4 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
         return cv2.cvtColor(np.ascontiguousarray(array), code)
     except cv2.error as error:
         raise ImageConversionError(f"cannot convert a {array.shape[1]}x{array.shape[0]} '{encoding}' image "
-                                   f"to RGB: {str(error).strip().splitlines()[-1]}") from error
+                                   f"to RGB: {str(error).strip().splitlines()[-1]}", "not_convertible") from error
