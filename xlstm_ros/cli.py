@@ -74,12 +74,100 @@ def _run_forecast(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- depth
+
+def _add_depth(sub) -> None:
+    p = sub.add_parser("depth", help="depth maps of an image or of every image in a folder",
+                       description="Writes NAME_depth.npy (float32, input size), NAME_depth.json (relative inverse "
+                                   "depth or metres), NAME_depth.png and NAME_side.png per image.")
+    p.add_argument("source", type=Path, help="an image file or a folder of images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--checkpoint", type=Path, help="depth checkpoint; default: the shipped model")
+    p.add_argument("--size", type=_size, help="network input HxW (multiples of 16); default: keep the aspect "
+                                             "with the model's own short side")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    p.set_defaults(run=_run_depth)
+
+
+def _run_depth(args) -> int:
+    from xlstm_ros.engines.depth import DepthEstimator
+    from xlstm_ros.engines.image_folder import estimate_files, image_paths
+
+    paths = image_paths(args.source)
+    estimator = DepthEstimator.from_checkpoint(args.checkpoint, device=args.device, input_size=args.size)
+    written = estimate_files(estimator, paths, args.out, str(args.checkpoint or "default"))
+    print(f"wrote depth for {len(written)} of {len(paths)} image(s) to {args.out}")
+    return 0 if written else 1
+
+
+# ----------------------------------------------------------------------------------------- demo, play
+
+def _add_demo(sub) -> None:
+    from xlstm_ros.nodes.demo import DemoOptions
+
+    defaults = DemoOptions()
+    p = sub.add_parser("demo", help="fly the synthetic drone through the real nodes (the README's first command)")
+    p.add_argument("--out", type=Path, default=defaults.out_dir, help=f"output folder (default {defaults.out_dir})")
+    p.add_argument("--duration", type=float, default=defaults.duration_s, help="flight seconds")
+    p.add_argument("--fps", type=float, default=defaults.fps, help="camera frames per second")
+    p.add_argument("--size", type=_size, default=(defaults.height, defaults.width), help="camera HxW")
+    p.add_argument("--seed", type=int, default=defaults.seed, help="flight and scene seed")
+    p.add_argument("--scene", default=defaults.scene_kind, choices=("street", "field", "corridor"))
+    p.add_argument("--rate", type=float, default=defaults.rate, help="playback speed vs real time")
+    p.add_argument("--depth-checkpoint", type=Path, help="depth model (default: the shipped one)")
+    p.add_argument("--forecaster-checkpoint", type=Path, help="TiRex model (default: the shipped one)")
+    p.add_argument("--config", type=Path, help="parameter file (default: the package's config/drone.yaml)")
+    p.set_defaults(run=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from xlstm_ros.nodes.demo import DemoOptions, run_demo
+
+    run_demo(DemoOptions(out_dir=args.out, duration_s=args.duration, fps=args.fps, height=args.size[0],
+                         width=args.size[1], seed=args.seed, scene_kind=args.scene, rate=args.rate,
+                         depth_checkpoint=args.depth_checkpoint, forecaster_checkpoint=args.forecaster_checkpoint,
+                         config=args.config))
+    return 0
+
+
+def _add_play(sub) -> None:
+    from xlstm_ros.nodes.graph import LAUNCH_ARGUMENTS
+
+    p = sub.add_parser("play", help="replay a bag through the depth and forecaster nodes",
+                       description="Starts both nodes (drone graph) with their inputs remapped to the bag's topics "
+                                   "and republishes the bag with its recorded timing.")
+    p.add_argument("bag", type=Path, help="rosbag2 folder (mcap or sqlite3)")
+    p.add_argument("--config", type=Path, help="parameter file (default: the package's config/drone.yaml)")
+    p.add_argument("--rate", type=float, default=1.0, help="playback speed")
+    p.add_argument("--record", type=Path, help="record the nodes' outputs into this new bag")
+    p.add_argument("--log-dir", type=Path, default=Path("out/play"), help="node logs")
+    for argument in LAUNCH_ARGUMENTS:
+        if argument.name not in ("config", "namespace", "use_sim_time"):
+            p.add_argument(f"--{argument.name.replace('_', '-')}", dest=f"input_{argument.name}",
+                           default=argument.default, help=f"{argument.description} (default {argument.default})")
+    p.set_defaults(run=_run_play)
+
+
+def _run_play(args) -> int:
+    from xlstm_ros.nodes.play import PlayOptions, run_play
+
+    inputs = {key[len("input_"):]: value for key, value in vars(args).items() if key.startswith("input_")}
+    counts = run_play(PlayOptions(bag=args.bag, config=args.config, rate=args.rate, inputs=inputs,
+                                  record=args.record, log_dir=args.log_dir))
+    print(f"published {counts['published']} messages" +
+          (f", recorded {counts['recorded']} outputs to {args.record}" if args.record else ""))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xlstm-ros", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo(sub)
     _add_forecast(sub)
+    _add_depth(sub)
+    _add_play(sub)
     return parser
 
 

@@ -20,16 +20,15 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 from xlstm_ros.nodes.fields import import_message_type
+from xlstm_ros.nodes.processes import share_directory
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 
 def typestore_with_our_messages():
     """The ROS 2 Kilted type store plus xlstm_ros_msgs, registered from their installed .msg files."""
-    from ament_index_python.packages import get_package_share_directory
-
     store = get_typestore(Stores.ROS2_KILTED)
-    msg_dir = Path(get_package_share_directory("xlstm_ros_msgs")) / "msg"
+    msg_dir = share_directory("xlstm_ros_msgs") / "msg"
     types = {}
     for path in sorted(msg_dir.glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"xlstm_ros_msgs/msg/{path.stem}"))

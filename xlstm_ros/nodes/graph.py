@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.processes import ros_arguments, share_directory
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,12 @@ DRONE_NODES = (
 
 
 def default_config() -> Path:
-    """config/drone.yaml: from the installed share directory, else from the source tree."""
+    """config/drone.yaml: installed (share directory), else from the source tree."""
     try:
-        from ament_index_python.packages import get_package_share_directory
-        return Path(get_package_share_directory("xlstm_ros")) / "config" / "drone.yaml"
-    except (ImportError, LookupError):  # PackageNotFoundError is a KeyError
-        return Path(__file__).resolve().parents[2] / "config" / "drone.yaml"
+        root = share_directory("xlstm_ros")
+    except FileNotFoundError:
+        root = Path(__file__).resolve().parents[2]
+    return root / "config" / "drone.yaml"
 
 
 def launch_defaults() -> dict[str, str]:

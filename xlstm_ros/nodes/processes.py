@@ -76,6 +76,24 @@ def ros_environment(domain_id: int, log_dir: str | os.PathLike | None = None,
     return env
 
 
+def share_directory(package: str) -> Path:
+    """The installed share/<package> folder: from the ament index, else under this interpreter's prefix
+    (where pip installs it), so that it is found even when AMENT_PREFIX_PATH is not set."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        return Path(get_package_share_directory(package))
+    except (ImportError, LookupError, OSError):  # not indexed, or AMENT_PREFIX_PATH unset
+        fallback = Path(sys.prefix) / "share" / package
+        if fallback.is_dir():
+            return fallback
+        raise FileNotFoundError(f"share directory of '{package}' not found (is the package installed?)") from None
+
+
+def adopt_ros_environment(domain_id: int, log_dir: str | os.PathLike | None = None) -> None:
+    """Apply ros_environment to this process (before rclpy.init): its own nodes follow the same rules."""
+    os.environ.update(ros_environment(domain_id, log_dir))
+
+
 def entry_point(name: str) -> str:
     """Path of an installed console script, next to this interpreter first (the venv's bin/)."""
     beside = Path(sys.executable).parent / name

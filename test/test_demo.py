@@ -1,0 +1,62 @@
+"""The demo, shortened to a few seconds of flight, through the real node processes and a real bag."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+from support_tirex import write_random_checkpoint
+
+from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
+from xlstm_ros.models.vil import vil_config
+from xlstm_ros.nodes.bags import read_messages
+from xlstm_ros.nodes.demo import DemoOptions, run_demo
+from xlstm_ros.nodes.image_conv import image_to_numpy
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Small models with random weights: the demo's plumbing does not depend on what they learned."""
+    directory = tmp_path_factory.mktemp("models")
+    torch.manual_seed(0)
+    depth = save_depth_checkpoint(DepthModel(DepthConfig(backbone=vil_config("vil_micro"),
+                                                         neck_channels=(8, 16, 32, 64), features=16,
+                                                         input_short_side=64)), directory / "depth.pt")
+    return depth, write_random_checkpoint(directory)
+
+
+def test_short_demo_records_depth_and_forecasts_and_draws_pictures(tmp_path, checkpoints):
+    depth_checkpoint, forecaster_checkpoint = checkpoints
+    out = tmp_path / "demo"
+    summary = run_demo(DemoOptions(out_dir=out, duration_s=7.0, fps=4.0, width=160, height=120, seed=3,
+                                   depth_checkpoint=depth_checkpoint, forecaster_checkpoint=forecaster_checkpoint))
+
+    messages = list(read_messages(out / "flight_bag"))
+    topics = {topic for topic, _, _ in messages}
+    assert {"/camera/image_raw", "/camera/depth_gt", "/depth", "/points", "/battery_state", "/imu",
+            "/altitude", "/motor_temperature", "/diagnostics"} <= topics
+    depth_maps = [image_to_numpy(m) for t, _, m in messages if t == "/depth"]
+    assert len(depth_maps) >= 10
+    assert all(d.shape == (120, 160) and np.isfinite(d).all() and (d >= 0).all() for d in depth_maps)
+    forecasts = [m for t, _, m in messages if t.startswith("/forecast/")]
+    assert {f.channel for f in forecasts} == {"battery_voltage", "accel_z", "baro_altitude", "motor_temperature"}
+    for forecast in forecasts:
+        quantiles = np.asarray(forecast.quantiles).reshape(forecast.horizon, 9)
+        assert forecast.horizon == 64 and np.isfinite(quantiles).all()
+    battery = [f for f in forecasts if f.channel == "battery_voltage"]
+    assert all(10.0 < f.median[0] < 20.0 for f in battery)  # volts: the model works in the data's units
+
+    assert summary["depth"]["frames_published"] == 29
+    assert 10 <= summary["depth"]["frames_processed"] <= 29
+    assert summary["depth"]["latency_ms"]["p50"] > 0
+    assert summary["forecasts"]["battery_voltage"]["scored_steps"] > 0
+    assert json.loads((out / "summary.json").read_text()) == summary
+
+    for name in ("depth.png", "forecasts.png"):
+        picture = cv2.imread(str(out / name))
+        assert picture is not None and picture.std() > 10, name  # drawn, not blank
+    gif = PILImage.open(out / "flight.gif")
+    assert gif.n_frames >= 5 and np.asarray(gif.convert("RGB")).std() > 10
