@@ -226,3 +226,13 @@ def test_bad_parameters_are_named(monkeypatch):
     monkeypatch.setattr(moderngl, "create_standalone_context", no_egl)
     with pytest.raises(RendererError, match="libegl1"):
         Renderer(8, 8)
+
+
+@pytest.mark.parametrize("seed, duration_s, fps", [(7, 150.0, 15.0), (7, 600.0, 15.0)])
+def test_flights_longer_than_the_path_slow_down_instead_of_failing(seed, duration_s, fps):
+    """A flight that needs the whole path (speed reduced to fit) must not trip on rounding."""
+    scene = Scene.random(seed)
+    cameras = flight_cameras(scene, np.random.default_rng(seed), int(duration_s * fps) + 1, fps)
+    travelled = sum(np.linalg.norm(np.subtract(b.position_m[:2], a.position_m[:2]))
+                    for a, b in zip(cameras, cameras[1:]))
+    assert travelled <= scene.path.length_m * 1.5

@@ -8,11 +8,31 @@ with the input image's header:
   depth/camera_info  the camera's CameraInfo (or one made from `default_fov_deg`) with the image's header
   points             optional PointCloud2 (x, y, z float32); for a relative model z = 1 / disparity is
                      correct only up to scale and shift
-  /diagnostics       rates, latency percentiles, drops by reason, device and model
-The image callback only keeps the newest frame (sensor-data QoS, depth 1); a worker thread runs the model
-on the newest frame when it is free, so a slow model never blocks the executor and latency stays bounded.
-Frames replaced before the worker took them are counted as dropped ("superseded"); frames that cannot be
-converted are counted by reason and logged at most once per second per reason.
+  /diagnostics, ~/status, ~/get_status   the report below
+The image callback (sensor-data QoS) checks each frame's layout (encoding, step, data length, size) at
+once, so a broken frame is rejected without displacing a good one, and keeps only the newest good frame;
+a worker thread runs the model on the newest frame when it is free, so a slow model never blocks the
+executor and latency stays bounded by about one inference. Every frame the callback received ends up
+processed or dropped with a reason, each reason logged at most once per second:
+  superseded            replaced by a newer frame before the worker was free
+  unsupported_encoding, bad_step, short_data, not_convertible, empty_image, unsupported_image
+                        the frame cannot be converted or is too small / too elongated for the model
+  no_subscribers        `lazy` and nobody listens
+  inference_error       the model failed on the frame (also counted in errors.inference)
+  out_of_memory         CUDA out of memory without fallback_to_cpu (with it: the model moves to the CPU,
+                        counts.cpu_fallbacks, and the frame is retried)
+  dds_lost              frames DDS lost between a publisher and the node (gaps in the publishers' sequence
+                        numbers; best-effort video may lose frames, and they are counted here)
+
+Report (/diagnostics flattened, ~/status and ~/get_status as xlstm_ros_msgs/NodeStatus JSON):
+  node, model, device, backend, dtype, output (relative|metric), metric, device_fallback ("" or why the
+  node runs on the CPU), uptime_s, level (ok|warn|error), message
+  counts.{frames_received,frames_processed,cpu_fallbacks}   rates_hz.<the same>
+  drops.<reason>                       the reasons above
+  errors.{inference,out_of_memory}
+  latency_ms.{inference,end_to_end}.{p50,p90,p99}   model only; arrival to published
+  frames.{received,processed,dropped,pending}       received = processed + dropped + pending (0..2: waiting
+                                       or in the model; dds_lost are not in received)
 """
 from __future__ import annotations
 
@@ -23,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+import torch
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -34,14 +54,18 @@ from xlstm_ros.engines.depth_outputs import COLORMAPS, RunningLimits, back_proje
     intrinsics_from_fov, metric_z, nearness
 from xlstm_ros.engines.device import BACKENDS, DEVICES_HELP, DeviceError
 from xlstm_ros.models.depth import METRIC
-from xlstm_ros.nodes.diagnostics import NodeHealth, ThrottledLog, diagnostic_array
-from xlstm_ros.nodes.image_conv import ImageConversionError, image_to_rgb8, numpy_to_image
+from xlstm_ros.models.checkpoints import CheckpointError
+from xlstm_ros.nodes.diagnostics import NodeHealth, PublicationGaps, StatusOutputs, ThrottledLog, \
+    release_free_memory
+from xlstm_ros.nodes.image_conv import RGB_CONVERTIBLE, ImageConversionError, image_to_numpy, numpy_to_image, \
+    to_rgb8
 from xlstm_ros.nodes.params import Param, ParameterError, at_least, declare_all, one_of, reject_unknown
 
 NODE_PARAMS = [
     Param("checkpoint", "", "depth checkpoint; empty = the shipped default model"),
     Param("device", "auto", f"inference device: {DEVICES_HELP}"),
-    Param("fallback_to_cpu", True, "run on the CPU with a warning when the requested CUDA device is unusable"),
+    Param("fallback_to_cpu", True, "run on the CPU with a warning when the requested CUDA device is unusable "
+          "or runs out of memory"),
     Param("backend", "auto", "mLSTM kernels: auto (Triton on CUDA), triton or torch", one_of(*BACKENDS)),
     Param("dtype", "float32", "inference dtype: float32, bfloat16, or float16 (CUDA only)",
           one_of("float32", "bfloat16", "float16")),
@@ -64,13 +88,14 @@ NODE_PARAMS = [
     Param("default_fov_deg", 90.0, "horizontal field of view used when no camera_info arrived",
           lambda f: None if 1.0 <= f <= 179.0 else "must be in [1, 179] degrees"),
     Param("lazy", False, "skip inference while nobody subscribes to any output"),
-    Param("diagnostics_period_s", 1.0, "how often /diagnostics is published", at_least(0.01)),
+    Param("diagnostics_period_s", 1.0, "how often /diagnostics and ~/status are published", at_least(0.01)),
 ]
 
 
 @dataclass
 class Frame:
     msg: Image
+    pixels: np.ndarray  # the image in its own encoding (a view of msg.data when in native byte order)
     received: float  # time.monotonic() at arrival
 
 
@@ -81,22 +106,15 @@ class DepthNode(Node):
         self.warn = ThrottledLog(self.get_logger().warning)
         self.config = c = declare_all(self, NODE_PARAMS)
         reject_unknown(self)
-        fixed_size = (c["input_height"], c["input_width"]) if c["input_height"] and c["input_width"] else None
         if bool(c["input_height"]) != bool(c["input_width"]):
             raise ParameterError("input_width", "set input_height and input_width together (or both 0)")
-        try:
-            self.estimator = DepthEstimator.from_checkpoint(
-                c["checkpoint"] or None, device=c["device"], dtype=c["dtype"], input_size=fixed_size,
-                short_side=c["short_side"] or None, smoothing=c["smoothing"], backend=c["backend"],
-                fallback_to_cpu=c["fallback_to_cpu"], on_fallback=lambda m: self.get_logger().warning(m))
-        except DeviceError as error:
-            raise ParameterError("device", str(error)) from None
-        except ValueError as error:
-            raise ParameterError("input_height" if "input_size" in str(error) else "checkpoint",
-                                 str(error)) from None
+        self.device_fallback = ""
+        self.estimator = self._load_estimator(c["device"])
         self.limits = RunningLimits()
+        self.gaps = PublicationGaps()
         self._camera_info: CameraInfo | None = None
         self._pending: Frame | None = None
+        self._busy = False  # the worker holds a frame
         self._wake = threading.Condition()
         self._running = True
 
@@ -104,26 +122,63 @@ class DepthNode(Node):
         self.colored_pub = self.create_publisher(Image, "depth/colored", qos_profile_sensor_data)
         self.info_pub = self.create_publisher(CameraInfo, "depth/camera_info", qos_profile_sensor_data)
         self.points_pub = self.create_publisher(PointCloud2, "points", qos_profile_sensor_data)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.outputs = StatusOutputs(self, "depth", self.report)
         self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
-        self.create_timer(c["diagnostics_period_s"], self._publish_diagnostics)
+        self.create_timer(c["diagnostics_period_s"], self._publish_status)
         self._worker = threading.Thread(target=self._work, name="depth_inference", daemon=True)
         self._worker.start()
         self.get_logger().info(f"depth model {self.model_name} ({self.estimator.kind}) on "
                                f"{self.estimator.device}, dtype {self.estimator.dtype}")
+
+    def _load_estimator(self, device: str, dtype: str | None = None) -> DepthEstimator:
+        c = self.config
+        fixed_size = (c["input_height"], c["input_width"]) if c["input_height"] and c["input_width"] else None
+
+        def fell_back(message: str) -> None:
+            self.device_fallback = message
+            self.get_logger().warning(message)
+
+        try:
+            return DepthEstimator.from_checkpoint(
+                c["checkpoint"] or None, device=device, dtype=dtype or c["dtype"], input_size=fixed_size,
+                short_side=c["short_side"] or None, smoothing=c["smoothing"], backend=c["backend"],
+                fallback_to_cpu=c["fallback_to_cpu"], on_fallback=fell_back)
+        except DeviceError as error:
+            raise ParameterError("device", str(error)) from None
+        except CheckpointError as error:
+            raise ParameterError("checkpoint", str(error)) from None
+        except ValueError as error:
+            raise ParameterError("input_height" if "input_size" in str(error) else "short_side",
+                                 str(error)) from None
 
     @property
     def model_name(self) -> str:
         return self.config["checkpoint"] or "default"
 
     # --- callbacks (executor thread): never block --------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, info) -> None:
+        received = time.monotonic()
+        lost = self.gaps.lost(info)
+        if lost:
+            self.health.drop("dds_lost", lost)
+            self.warn("dds_lost", f"{lost} frame(s) lost between the camera and this node")
         self.health.count("frames_received")
+        try:
+            pixels = image_to_numpy(msg)
+            if msg.encoding not in RGB_CONVERTIBLE:
+                raise ImageConversionError(f"Image.encoding '{msg.encoding}' is not a colour, mono, bayer or YUV "
+                                           "encoding", "not_convertible")
+        except ImageConversionError as error:
+            self._reject(error.cause, str(error))
+            return
+        if pixels.shape[0] < 2 or pixels.shape[1] < 2:
+            self._reject("empty_image", f"image of {pixels.shape[1]}x{pixels.shape[0]} pixels is too small")
+            return
         with self._wake:
             if self._pending is not None:
                 self.health.drop("superseded")
-            self._pending = Frame(msg, time.monotonic())
+            self._pending = Frame(msg, pixels, received)
             self._wake.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -142,6 +197,7 @@ class DepthNode(Node):
                 if wait > 0:
                     self._wake.wait(wait)  # newer frames may replace the pending one meanwhile
                 frame, self._pending = self._pending, None
+                self._busy = frame is not None
             if frame is None:
                 continue
             last_start = time.monotonic()
@@ -149,26 +205,30 @@ class DepthNode(Node):
                 self._process(frame)
             except Exception as error:  # keep serving frames; the cause is counted and logged
                 self.health.error("inference")
+                self.health.drop("inference_error")
                 self.warn("inference_error", f"depth inference failed: {error!r}")
+            finally:
+                with self._wake:
+                    self._busy = False
 
     def _process(self, frame: Frame) -> None:
         if self.config["lazy"] and not self._has_subscribers():
             self.health.drop("no_subscribers")
             return
         try:
-            rgb = image_to_rgb8(frame.msg)
+            rgb = to_rgb8(frame.pixels, frame.msg.encoding)
         except ImageConversionError as error:
             self._reject(error.cause, str(error))
             return
-        if rgb.shape[0] < 2 or rgb.shape[1] < 2:
-            self._reject("empty_image", f"image of {rgb.shape[1]}x{rgb.shape[0]} pixels is too small")
-            return
         try:
             started = time.perf_counter()
-            result = self.estimator.estimate([rgb])[0]
+            result = self._estimate(rgb)
             self.health.observe_latency("inference", time.perf_counter() - started)
         except ValueError as error:  # for example an aspect ratio the model cannot take
             self._reject("unsupported_image", str(error))
+            return
+        except torch.cuda.OutOfMemoryError as error:
+            self._reject("out_of_memory", f"out of memory on {self.estimator.device}: {error}")
             return
         header = frame.msg.header
         self.depth_pub.publish(numpy_to_image(result.depth, "32FC1", header))
@@ -184,6 +244,25 @@ class DepthNode(Node):
             self.points_pub.publish(self._points(result, info))
         self.health.count("frames_processed")
         self.health.observe_latency("end_to_end", time.monotonic() - frame.received)
+
+    def _estimate(self, rgb: np.ndarray):
+        """One frame's depth; on a CUDA out-of-memory error with fallback_to_cpu the model moves to the CPU
+        (float32 if it ran float16) and the frame is retried there."""
+        try:
+            return self.estimator.estimate([rgb])[0]
+        except torch.cuda.OutOfMemoryError as error:
+            self.health.error("out_of_memory")
+            if not self.config["fallback_to_cpu"]:
+                raise
+            reason = f"out of memory on {self.estimator.device} ({str(error).splitlines()[0]})"
+        dtype = "float32" if self.estimator.dtype == torch.float16 else str(self.estimator.dtype).split(".")[-1]
+        self.estimator = self._load_estimator("cpu", dtype)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        self.device_fallback = f"{reason}; running on the CPU"
+        self.health.count("cpu_fallbacks")
+        self.get_logger().warning(self.device_fallback)
+        return self.estimator.estimate([rgb])[0]
 
     def _reject(self, reason: str, message: str) -> None:
         self.health.drop(reason)
@@ -221,11 +300,25 @@ class DepthNode(Node):
         cloud.data = points.tobytes()
         return cloud
 
-    def _publish_diagnostics(self) -> None:
-        extra = {"device": self.estimator.device, "dtype": self.estimator.dtype, "model": self.model_name,
-                 "output": self.estimator.kind, "metric": self.estimator.kind == METRIC}
-        status = self.health.status(f"{self.get_name()}: depth", self.model_name, extra)
-        self.diagnostics_pub.publish(diagnostic_array(self.get_clock().now().to_msg(), [status]))
+    def _publish_status(self) -> None:
+        self.outputs.publish(self.report(periodic=True))
+        release_free_memory()
+
+    def report(self, periodic: bool = False) -> dict:
+        """The status report (module docstring). `periodic`: the timer's report, which moves the mark that
+        level ("warn": drops since then) compares with."""
+        with self._wake:
+            pending = int(self._pending is not None) + int(self._busy)
+        identity = {"node": self.get_fully_qualified_name(), "model": self.model_name,
+                    "device": str(self.estimator.device), "backend": self.estimator.model.backbone.mlstm.backend,
+                    "dtype": str(self.estimator.dtype).split(".")[-1], "output": self.estimator.kind,
+                    "metric": self.estimator.kind == METRIC, "device_fallback": self.device_fallback}
+        report = self.health.report(identity, periodic=periodic)
+        dropped = sum(count for reason, count in report["drops"].items() if reason != "dds_lost")
+        report["frames"] = {"received": report["counts"].get("frames_received", 0),
+                            "processed": report["counts"].get("frames_processed", 0),
+                            "dropped": dropped, "pending": pending}
+        return report
 
     def stop(self) -> None:
         with self._wake:

@@ -40,7 +40,8 @@ def flight_cameras(scene: Scene, rng: np.random.Generator, n_frames: int, fps: f
     duration_s = (n_frames - 1) / fps
     usable_m = path.length_m - 2 * _END_MARGIN_M
     speed = min(rng.uniform(*config.speed_m_s), usable_m / max(duration_s, 1e-9))
-    start = rng.uniform(_END_MARGIN_M, _END_MARGIN_M + usable_m - speed * duration_s)
+    slack = max(usable_m - speed * duration_s, 0.0)  # speed may fill the path exactly (up to rounding)
+    start = rng.uniform(_END_MARGIN_M, _END_MARGIN_M + slack)
     direction = 1.0 if rng.random() < 0.5 else -1.0
     t = np.arange(n_frames) / fps
     arc = start + speed * t if direction > 0 else path.length_m - start - speed * t
