@@ -159,6 +159,31 @@ def _run_play(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------- train, eval
+
+_TRAIN_EVAL = {("train", "forecaster"): "xlstm_ros.train.forecast_train",
+               ("train", "depth"): "xlstm_ros.train.depth_train",
+               ("eval", "forecaster"): "xlstm_ros.train.forecast_eval",
+               ("eval", "depth"): "xlstm_ros.train.depth_eval"}
+
+
+def _add_train_eval(sub, command: str, help_text: str) -> None:
+    p = sub.add_parser(command, help=help_text, add_help=False,
+                       description=f"xlstm-ros {command} forecaster|depth [options]; "
+                                   f"`xlstm-ros {command} MODEL --help` lists the options.")
+    p.add_argument("model", choices=("forecaster", "depth"))
+    p.add_argument("options", nargs=argparse.REMAINDER, help="options of the chosen model's command")
+    p.set_defaults(run=_run_train_eval)
+
+
+def _run_train_eval(args) -> int:
+    import importlib
+
+    module = importlib.import_module(_TRAIN_EVAL[(args.command, args.model)])
+    module.main(args.options, prog=f"xlstm-ros {args.command} {args.model}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_forecast(sub)
     _add_depth(sub)
     _add_play(sub)
+    _add_train_eval(sub, "train", "train the forecaster or the depth model (synthetic data made here)")
+    _add_train_eval(sub, "eval", "evaluate a forecaster or depth checkpoint against baselines")
     return parser
 
 

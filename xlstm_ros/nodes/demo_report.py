@@ -141,13 +141,13 @@ def forecast_scores(forecasts: list, actual: dict[int, float]) -> dict:
 
 
 def anomaly_summary(record: FlightRecord, flight: DroneFlight, start_s: float) -> dict:
-    """Anomaly events per channel; `in_fault` counts those inside an injected fault window (+ 2 s)."""
-    names = {"battery_voltage": "battery_voltage", "motor_temperature": "motor_temperature"}
+    """Anomaly events per channel; `in_fault` counts those inside an injected fault window (+ 2 s).
+
+    The flight's fault channels carry the forecaster channel names of config/drone.yaml."""
     summary = {}
     for channel in sorted({a.channel for a in record.anomalies}):
         events = [a for a in record.anomalies if a.channel == channel]
-        windows = [(start_s + f.start_s, start_s + f.end_s + 2.0) for f in flight.faults
-                   if names.get(channel) == f.channel]
+        windows = [(start_s + f.start_s, start_s + f.end_s + 2.0) for f in flight.faults if f.channel == channel]
         in_fault = sum(any(lo <= stamp_ns(a) * 1e-9 <= hi for lo, hi in windows) for a in events)
         summary[channel] = {"events": len(events), "in_fault": in_fault}
     return summary
