@@ -211,22 +211,25 @@ def fit_scale_shift(prediction: torch.Tensor, target: torch.Tensor,
                     mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares (s, b) minimising sum over mask of (s * prediction + b - target)^2, per leading index.
 
-    prediction, target, mask: (..., H, W). Returns s, b of shape (...). A degenerate fit (constant
-    prediction or fewer than two valid pixels) gives s = 0 and b = the mean target.
+    prediction, target, mask: (..., H, W). Returns s, b of shape (...) in the prediction's dtype. A
+    degenerate fit (prediction constant to within its own rounding, or fewer than two valid pixels) gives
+    s = 0 and b = the mean target. Computed in float64 around the means (a fresh model's maps have a spread
+    far below their mean, which the uncentred normal equations lose in float32).
     This is the alignment of the relative-depth protocol (research/vil-depth.md 3.3), in closed form.
     """
-    weight = torch.ones_like(prediction) if mask is None else mask.to(prediction.dtype)
-    p, t = prediction.flatten(-2), target.flatten(-2)
-    w = weight.flatten(-2)
-    a00, a01, a11 = (w * p * p).sum(-1), (w * p).sum(-1), w.sum(-1)
-    b0, b1 = (w * p * t).sum(-1), (w * t).sum(-1)
-    det = a00 * a11 - a01 * a01
-    # det / (a00 * a11) = var / (mean^2 + var) of the prediction: below rounding level means "constant".
-    valid = (a11 >= 2) & (det > 16 * torch.finfo(det.dtype).eps * a00 * a11)
-    safe_det = torch.where(valid, det, torch.ones_like(det))
-    scale = torch.where(valid, (a11 * b0 - a01 * b1) / safe_det, torch.zeros_like(det))
-    shift = torch.where(valid, (a00 * b1 - a01 * b0) / safe_det, b1 / a11.clamp(min=1.0))
-    return scale, shift
+    dtype = prediction.dtype
+    p, t = prediction.double().flatten(-2), target.double().flatten(-2)
+    w = (torch.ones_like(p) if mask is None else mask.double().flatten(-2))
+    count = w.sum(-1)
+    safe_count = count.clamp(min=1.0)
+    mean_p, mean_t = (w * p).sum(-1) / safe_count, (w * t).sum(-1) / safe_count
+    dp, dt = p - mean_p[..., None], t - mean_t[..., None]
+    variance, covariance = (w * dp * dp).sum(-1), (w * dp * dt).sum(-1)
+    valid = (count >= 2) & (variance > 16 * torch.finfo(dtype).eps * (w * p * p).sum(-1))
+    scale = torch.where(valid, covariance / torch.where(valid, variance, torch.ones_like(variance)),
+                        torch.zeros_like(variance))
+    shift = mean_t - scale * mean_p
+    return scale.to(dtype), shift.to(dtype)
 
 
 def save_depth_checkpoint(model: DepthModel, path: str | os.PathLike,

@@ -1,0 +1,274 @@
+"""Evaluation of a depth model with the relative-depth protocol (research/vil-depth.md 3.3), next to two priors.
+
+Per image, over the pixels with ground truth: the prediction p (relative inverse depth; a metric model's
+depth is inverted first) is aligned to the ground-truth disparity t by least squares, p' = s p + b, clamped
+from below at 1 / depth cap, and turned into depth 1 / p'. Then AbsRel = mean |d' - d| / d and
+delta1 = fraction of max(d' / d, d / d') < 1.25, with d = 1 / t; both are averaged over images. The fit may
+flip the prediction (s < 0); `positive_scale` is the share of images where it did not.
+
+Sets:
+* "synthetic": held-out frames rendered by make_dataset with seed SYNTHETIC_SEED. A dataset's scenes are
+  seeded from SeedSequence([dataset seed, "scene", frame]) with 62-bit draws, so frames of two dataset seeds
+  come from different scenes (a collision has probability below 1e-10), and an evaluation refuses a
+  checkpoint whose training data used SYNTHETIC_SEED. Pixels count when their depth is in (1 mm, 80 m]:
+  80 m is the KITTI cap, fitting outdoor drone views; the sky and anything farther are left out.
+* "aloe": the real Middlebury Aloe pair (aloe.py). Its ground truth is disparity in an unknown affine
+  convention, so it is used as t directly (the affine fit absorbs the convention) and the cap is the
+  farthest ground-truth point (the smallest known disparity).
+
+The priors are evaluated with the same code in the same run: "constant" (one value everywhere; the fit
+makes it the mean disparity) and "row" (disparity growing linearly towards the bottom row, the ground-plane
+guess). Results go to JSON and a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from xlstm_ros.engines.depth import DEFAULT_CHECKPOINT, DepthEstimator
+from xlstm_ros.models.depth import METRIC, fit_scale_shift, load_depth_checkpoint
+from xlstm_ros.train.aloe import ALOE_DIR, AloeMissingError, load_aloe
+from xlstm_ros.train.depth_train import parse_size, render_scenes
+from xlstm_ros.train.scenes import SceneDataset
+
+SETS = ("synthetic", "aloe")
+SYNTHETIC_SEED = 424_242
+SYNTHETIC_FRAMES = 200
+SYNTHETIC_SIZE = (192, 256)
+SYNTHETIC_DEPTH_CAP_M = 80.0
+MIN_DEPTH_M = 1e-3
+DELTA1_THRESHOLD = 1.25
+MODEL = "model"
+PRIORS: dict[str, Callable[[int, int], np.ndarray]] = {
+    "constant prior": lambda height, width: np.ones((height, width)),
+    "row prior": lambda height, width: np.repeat(np.arange(height, dtype=np.float64)[:, None], width, axis=1),
+}
+
+
+def relative_depth_metrics(prediction: np.ndarray, target_disparity: np.ndarray, mask: np.ndarray,
+                           min_disparity: float) -> dict[str, float]:
+    """AbsRel and delta1 of one image after least-squares alignment in disparity (module docstring).
+
+    Also `positive_scale`: 1 when the fit kept the prediction's orientation (larger = nearer), else 0.
+
+    prediction, target_disparity: (H, W); mask: bool (H, W), target_disparity > 0 where set;
+    min_disparity: the clamp of the aligned prediction (1 / depth cap).
+    """
+    p = torch.as_tensor(np.asarray(prediction), dtype=torch.float64)
+    t = torch.as_tensor(np.asarray(target_disparity), dtype=torch.float64)
+    m = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
+    if p.shape != t.shape or m.shape != t.shape or p.ndim != 2:
+        raise ValueError(f"prediction {tuple(p.shape)}, target_disparity {tuple(t.shape)} and mask "
+                         f"{tuple(m.shape)} must be equal (H, W) shapes")
+    if int(m.sum()) < 2:
+        raise ValueError("mask: fewer than two pixels with ground truth")
+    if not bool((t[m] > 0).all()) or not bool(torch.isfinite(p[m]).all()):
+        raise ValueError("target_disparity must be > 0 and prediction finite on the mask")
+    if not min_disparity > 0:
+        raise ValueError(f"min_disparity must be > 0, got {min_disparity}")
+    scale, shift = fit_scale_shift(p, t, m)
+    aligned = (scale * p[m] + shift).clamp(min=min_disparity)
+    depth, truth = 1.0 / aligned, 1.0 / t[m]
+    ratio = torch.maximum(depth / truth, truth / depth)
+    return {"abs_rel": float(((depth - truth).abs() / truth).mean()),
+            "delta1": float((ratio < DELTA1_THRESHOLD).double().mean()),
+            "positive_scale": float(scale > 0)}
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One evaluation image: uint8 RGB, ground-truth disparity, its mask and the disparity clamp."""
+
+    rgb: np.ndarray
+    disparity: np.ndarray
+    mask: np.ndarray
+    min_disparity: float
+
+
+def default_cache_dir() -> Path:
+    """Where rendered evaluation scenes are kept: $XDG_CACHE_HOME/xlstm_ros/scenes (~/.cache by default)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xlstm_ros" / "scenes"
+
+
+def synthetic_items(n: int, seed: int, size: tuple[int, int],
+                    cache_dir: str | os.PathLike | None = None) -> Iterator[EvalItem]:
+    """Held-out rendered frames (made once into the cache); pixels with depth in (MIN_DEPTH_M, cap] count."""
+    root = Path(cache_dir or default_cache_dir()) / f"depth_eval_seed{seed}_n{n}_{size[0]}x{size[1]}"
+    dataset = SceneDataset(render_scenes(root, n, seed, size))
+    for index in range(len(dataset)):
+        rgb, depth_m = dataset[index]
+        mask = np.isfinite(depth_m) & (depth_m > MIN_DEPTH_M) & (depth_m <= SYNTHETIC_DEPTH_CAP_M)
+        disparity = np.where(mask, 1.0 / np.where(mask, depth_m, 1.0), 0.0)
+        yield EvalItem(rgb, disparity, mask, 1.0 / SYNTHETIC_DEPTH_CAP_M)
+
+
+def aloe_items(data_dir: str | os.PathLike = ALOE_DIR) -> Iterator[EvalItem]:
+    """The Aloe left view with its ground-truth disparity as the target (module docstring)."""
+    pair = load_aloe(data_dir)
+    yield EvalItem(pair.rgb, pair.disparity, pair.valid, float(pair.disparity[pair.valid].min()))
+
+
+def score_set(estimator: DepthEstimator, items: Iterator[EvalItem], batch_size: int) -> dict:
+    """Mean scores of the model and the priors over `items`, the image count, and how many images had fewer
+    than two pixels with ground truth (an all-sky view) and were skipped."""
+    per_image: dict[str, list[dict[str, float]]] = {name: [] for name in (MODEL, *PRIORS)}
+    batch: list[EvalItem] = []
+    skipped = 0
+
+    def flush() -> None:
+        for item, result in zip(batch, estimator.estimate([item.rgb for item in batch])):
+            prediction = result.depth if estimator.kind != METRIC else 1.0 / np.maximum(result.depth, 1e-6)
+            per_image[MODEL].append(relative_depth_metrics(prediction, item.disparity, item.mask,
+                                                           item.min_disparity))
+            for name, prior in PRIORS.items():
+                per_image[name].append(relative_depth_metrics(prior(*item.disparity.shape), item.disparity,
+                                                              item.mask, item.min_disparity))
+        batch.clear()
+
+    for item in items:
+        if item.mask.sum() < 2:
+            skipped += 1
+            continue
+        batch.append(item)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    count = len(per_image[MODEL])
+    if count == 0:
+        raise ValueError("no evaluation image has ground truth")
+    scores = {name: {key: float(np.mean([entry[key] for entry in entries])) for key in entries[0]}
+              for name, entries in per_image.items()}
+    return {"images": count, "skipped_images": skipped, "scores": scores}
+
+
+def evaluate_depth(checkpoint_or_estimator: str | os.PathLike | DepthEstimator | None = None,
+                   sets: Sequence[str] = SETS, *, n_synthetic: int = SYNTHETIC_FRAMES,
+                   synthetic_seed: int = SYNTHETIC_SEED, synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
+                   cache_dir: str | os.PathLike | None = None, aloe_dir: str | os.PathLike = ALOE_DIR,
+                   device: str = "auto", batch_size: int = 8,
+                   out_dir: str | os.PathLike | None = None) -> dict:
+    """Evaluate a checkpoint (None: the shipped default) or a ready DepthEstimator on `sets`.
+
+    A set whose data are missing (Aloe without opencv-doc) is reported as skipped with the reason. Returns
+    the JSON content; with `out_dir`, also writes depth_eval.json and depth_eval.md there.
+    """
+    unknown = [name for name in sets if name not in SETS]
+    if unknown or not sets:
+        raise ValueError(f"sets: unknown or empty {unknown or list(sets)} (known: {', '.join(SETS)})")
+    if batch_size < 1 or n_synthetic < 1:
+        raise ValueError(f"batch_size ({batch_size}) and n_synthetic ({n_synthetic}) must be >= 1")
+    started = time.perf_counter()
+    if isinstance(checkpoint_or_estimator, DepthEstimator):
+        estimator, name, meta = checkpoint_or_estimator, "DepthEstimator", {}
+    else:
+        path = Path(checkpoint_or_estimator) if checkpoint_or_estimator is not None else DEFAULT_CHECKPOINT
+        model, meta = load_depth_checkpoint(path)
+        estimator, name = DepthEstimator(model, device=device), str(path)
+    train_config = meta.get("train_config")
+    train_seed = train_config.get("data_seed") if isinstance(train_config, dict) else None
+    if "synthetic" in sets and train_seed == synthetic_seed:
+        raise ValueError(f"{name} was trained on scenes of seed {train_seed}, the held-out evaluation seed; "
+                         "pass another synthetic_seed")
+    loaders: dict[str, Callable[[], Iterator[EvalItem]]] = {
+        "synthetic": lambda: synthetic_items(n_synthetic, synthetic_seed, synthetic_size, cache_dir),
+        "aloe": lambda: aloe_items(aloe_dir)}
+    descriptions = {
+        "synthetic": {"seed": synthetic_seed, "size": list(synthetic_size), "depth_cap_m": SYNTHETIC_DEPTH_CAP_M},
+        "aloe": {"source": str(Path(aloe_dir) / "aloeL.jpg"), "depth_cap": "farthest ground-truth point"}}
+    results = {}
+    for set_name in sets:
+        try:
+            results[set_name] = {**descriptions[set_name], **score_set(estimator, loaders[set_name](), batch_size)}
+        except AloeMissingError as error:
+            results[set_name] = {**descriptions[set_name], "skipped": str(error)}
+    result = {"model": name, "kind": estimator.kind, "short_side": estimator.short_side,
+              "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+              "wall_time_s": round(time.perf_counter() - started, 1), "sets": results}
+    if out_dir is not None:
+        write_report(result, out_dir)
+    return result
+
+
+def write_report(result: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """depth_eval.json and depth_eval.md in out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = out_dir / "depth_eval.json", out_dir / "depth_eval.md"
+    json_path.write_text(json.dumps(result, indent=1))
+    md_path.write_text(markdown_report(result))
+    return json_path, md_path
+
+
+def markdown_report(result: dict) -> str:
+    """One table: a row per model/prior, AbsRel (lower is better) and delta1 (higher is better) per set."""
+    sets = result["sets"]
+    lines = [f"# Depth evaluation: {result['model']}", "",
+             f"{result['created']}, wall time {result['wall_time_s']} s. Relative-depth protocol: per-image "
+             "least-squares scale and shift in disparity, then AbsRel (lower is better) and delta1 < 1.25 "
+             "(higher is better) on pixels with ground truth, averaged over images.", ""]
+    header = "| | " + " | ".join(f"{s} AbsRel | {s} δ1" for s in sets) + " |"
+    lines += [header, "|" + "---|" * (1 + 2 * len(sets))]
+    for name in (MODEL, *PRIORS):
+        cells = []
+        for entry in sets.values():
+            score = entry.get("scores", {}).get(name)
+            cells.append(f"{score['abs_rel']:.3f} | {score['delta1']:.3f}" if score else "skipped | skipped")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for set_name, entry in sets.items():
+        if "skipped" in entry:
+            lines.append(f"- {set_name}: skipped ({entry['skipped']})")
+        else:
+            details = ", ".join(f"{k} {v}" for k, v in entry.items() if k not in ("scores",))
+            kept = entry["scores"][MODEL]["positive_scale"]
+            lines.append(f"- {set_name}: {details}; the model's orientation (larger = nearer) was kept by the "
+                         f"fit on {100 * kept:.0f}% of the images")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The evaluation options (--checkpoint, --sets, ...), for this module's main and the xlstm-ros CLI."""
+    add = parser.add_argument
+    add("--checkpoint", default=None, help="depth checkpoint (default: the shipped model)")
+    add("--sets", default=",".join(SETS), help="comma-separated: synthetic, aloe")
+    add("--n-synthetic", type=int, default=SYNTHETIC_FRAMES, help="held-out rendered frames")
+    add("--synthetic-seed", type=int, default=SYNTHETIC_SEED, help="seed of the held-out scenes")
+    add("--synthetic-size", type=parse_size, default=SYNTHETIC_SIZE, help="rendered HxW")
+    add("--cache-dir", default=None, help="rendered scene cache (default ~/.cache/xlstm_ros/scenes)")
+    add("--aloe-dir", default=str(ALOE_DIR), help="folder with aloeL.jpg and aloeGT.png")
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    add("--out-dir", default="out/eval_depth", help="depth_eval.json and depth_eval.md go here")
+
+
+def run_from_args(args: argparse.Namespace) -> dict:
+    """Evaluate as parsed `add_arguments` options say, write the reports and print the table."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    result = evaluate_depth(args.checkpoint, [s for s in args.sets.split(",") if s], n_synthetic=args.n_synthetic,
+                            synthetic_seed=args.synthetic_seed, synthetic_size=args.synthetic_size,
+                            cache_dir=args.cache_dir, aloe_dir=args.aloe_dir, device=args.device,
+                            out_dir=args.out_dir)
+    print(markdown_report(result))
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Evaluate a depth checkpoint (AbsRel, delta1) on held-out "
+                                                 "synthetic scenes and the Middlebury Aloe pair, next to two priors.")
+    add_arguments(parser)
+    run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
