@@ -263,9 +263,9 @@ def run_from_args(args: argparse.Namespace) -> dict:
     return result
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a depth checkpoint (AbsRel, delta1) on held-out "
-                                                 "synthetic scenes and the Middlebury Aloe pair, next to two priors.")
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description="Evaluate a depth checkpoint (AbsRel, delta1) on "
+                                     "held-out synthetic scenes and the Middlebury Aloe pair, next to two priors.")
     add_arguments(parser)
     run_from_args(parser.parse_args(argv))
 

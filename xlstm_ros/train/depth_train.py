@@ -734,8 +734,8 @@ def config_from_args(args: argparse.Namespace) -> DepthTrainConfig:
     return DepthTrainConfig(**{field.name: getattr(args, field.name) for field in fields(DepthTrainConfig)})
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the ViL depth model on rendered scenes "
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=prog, description="Train the ViL depth model on rendered scenes "
                                                  "(torchrun-ready; resumes from OUT_DIR/checkpoint.pt).")
     add_arguments(parser)
     summary = train_depth(config_from_args(parser.parse_args(argv)))

@@ -584,7 +584,7 @@ def tirex_forecast_fn(model) -> ForecastFn:
 
     def forecast(contexts: list[np.ndarray], horizon: int) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            result = model.forecast([torch.as_tensor(c, dtype=torch.float32) for c in contexts], horizon)
+            result = model.forecast([torch.tensor(c, dtype=torch.float32) for c in contexts], horizon)
         return result.quantiles.cpu().numpy(), result.median.cpu().numpy()
 
     return forecast

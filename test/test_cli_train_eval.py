@@ -1,0 +1,40 @@
+"""`xlstm-ros train|eval forecaster|depth` reach the training and evaluation code with tiny settings."""
+import json
+
+import pytest
+from support_tirex import write_random_checkpoint
+
+from xlstm_ros.cli import main
+from xlstm_ros.engines.depth import DepthEstimator
+
+
+def test_train_then_eval_depth(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "depth", "--out-dir", str(out), "--n-frames", "4", "--frame-size", "48x64",
+                 "--backbone", "vil_micro", "--features", "16", "--neck-channels", "8,16,32,64",
+                 "--crop-size", "32x48", "--batch-size", "2", "--steps", "2", "--warmup-steps", "1",
+                 "--log-every", "1", "--threads", "1", "--data-seed", "11"]) == 0
+    assert DepthEstimator.from_checkpoint(out / "model.pt", device="cpu").kind == "relative_inverse_depth"
+    assert main(["eval", "depth", "--checkpoint", str(out / "model.pt"), "--sets", "synthetic",
+                 "--n-synthetic", "2", "--synthetic-size", "48x64", "--cache-dir", str(tmp_path / "cache"),
+                 "--device", "cpu", "--out-dir", str(tmp_path / "eval")]) == 0
+    result = json.loads((tmp_path / "eval" / "depth_eval.json").read_text())
+    assert result["sets"]["synthetic"]["images"] == 2 and "model" in result["sets"]["synthetic"]["scores"]
+
+
+def test_eval_forecaster_on_a_tiny_subset(tmp_path, capsys):
+    checkpoint = write_random_checkpoint(tmp_path)
+    assert main(["eval", "forecaster", "--checkpoint", str(checkpoint), "--tasks", "m3_yearly",
+                 "--limit-series", "4", "--baselines", "SeasonalNaive", "--out-dir", str(tmp_path / "eval")]) == 0
+    result = json.loads((tmp_path / "eval" / "forecast_eval.json").read_text())
+    task = result["tasks"][0]
+    assert task["name"] == "m3_yearly" and task["items"] == 4
+    assert set(task["scores"]) == {"model", "SeasonalNaive"}
+    assert "Forecaster evaluation" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["eval"])
+def test_help_names_the_command(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "forecaster", "--help"])
+    assert f"xlstm-ros {command} forecaster" in capsys.readouterr().out
