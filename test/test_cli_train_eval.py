@@ -1,11 +1,14 @@
 """`xlstm-ros train|eval forecaster|depth` reach the training and evaluation code with tiny settings."""
 import json
 
+import numpy as np
 import pytest
 from support_tirex import write_random_checkpoint
 
 from xlstm_ros.cli import main
 from xlstm_ros.engines.depth import DepthEstimator
+from xlstm_ros.engines.forecaster import StreamingForecaster
+from xlstm_ros.models.tirex import load_tirex_checkpoint
 
 
 def test_train_then_eval_depth(tmp_path, capsys):
@@ -22,6 +25,18 @@ def test_train_then_eval_depth(tmp_path, capsys):
     assert result["sets"]["synthetic"]["images"] == 2 and "model" in result["sets"]["synthetic"]["scores"]
 
 
+def test_train_forecaster_writes_a_model_the_engine_streams(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "forecaster", "--out-dir", str(out), "--n-series", "16", "--series-length", "320",
+                 "--embedding-dim", "32", "--num-blocks", "1", "--num-heads", "4", "--input-ff-dim", "32",
+                 "--train-ctx-len", "256", "--validation-windows", "8", "--steps", "2", "--batch-size", "4",
+                 "--warmup-steps", "1", "--log-every", "1", "--eval-every", "2", "--no-compile",
+                 "--device", "cpu", "--threads", "1"]) == 0
+    engine = StreamingForecaster(load_tirex_checkpoint(out / "model.ckpt"))
+    engine.observe("x", np.sin(np.arange(96) / 5.0))
+    assert np.isfinite(engine.forecast("x", horizon=32)["x"].median).all()
+
+
 def test_eval_forecaster_on_a_tiny_subset(tmp_path, capsys):
     checkpoint = write_random_checkpoint(tmp_path)
     assert main(["eval", "forecaster", "--checkpoint", str(checkpoint), "--tasks", "m3_yearly",
@@ -33,7 +48,7 @@ def test_eval_forecaster_on_a_tiny_subset(tmp_path, capsys):
     assert "Forecaster evaluation" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["eval"])
+@pytest.mark.parametrize("command", ["train", "eval"])
 def test_help_names_the_command(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "forecaster", "--help"])

@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
 from xlstm_ros.models.depth import DepthModel, load_depth_checkpoint
-from xlstm_ros.train.depth_train import (CHECKPOINT_NAME, CURVE_NAME, LOG_NAME, MODEL_NAME, DepthTrainConfig,
-                                         FrameBank, add_arguments, config_from_args, depth_loss, learning_rate,
-                                         random_crops, render_scenes, spread_taps, train_depth)
+from xlstm_ros.train.depth_train import (CHECKPOINT_NAME, MODEL_NAME, DepthTrainConfig, FrameBank, add_arguments,
+                                         config_from_args, depth_loss, random_crops, render_scenes, spread_taps,
+                                         train_depth)
+from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME
 
 FRAME_SIZE = (48, 64)
 N_FRAMES = 8
@@ -97,7 +98,7 @@ def test_loss_masks_pixels_drops_unusable_images_and_has_gradients():
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Config, schedule, data
+# Config, data
 
 
 def test_config_validation_names_the_field_and_taps_spread_over_the_pairs():
@@ -122,14 +123,6 @@ def test_command_line_options_build_the_config():
                                       resume=False, threads=1)
     with pytest.raises(SystemExit):
         parser.parse_args(["--crop-size", "96-128"])
-
-
-def test_learning_rate_warms_up_linearly_then_decays_to_the_floor():
-    config = DepthTrainConfig(steps=110, warmup_steps=10, lr=1e-3, min_lr_ratio=0.1)
-    rates = [learning_rate(step, config) for step in range(110)]
-    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
-    assert rates[-1] == pytest.approx(1e-4)
 
 
 def test_frame_bank_and_random_crops(scenes_dir):

@@ -25,6 +25,13 @@ def random_walks(batch, length, seed=0):
     return torch.randn(batch, length, generator=generator).cumsum(-1)
 
 
+@pytest.mark.parametrize("width,factor", [(512, 2.6667), (192, 2.6667), (192, 3.0), (64, 1.3), (100, 2.0)])
+def test_ffn_width_is_rounded_exactly_as_tirex_ts_rounds_it(width, factor):
+    from tirex.util import round_up_to_next_multiple_of
+    config = TiRexConfig(embedding_dim=width, num_heads=1, ffn_proj_factor=factor)
+    assert config.ffn_dim == round_up_to_next_multiple_of(width * factor, 64)
+
+
 def test_released_architecture_has_the_official_keys_shapes_and_size():
     config = TiRexConfig()
     assert (config.ffn_dim, config.head_dim, config.context_tokens) == (1408, 128, 64)

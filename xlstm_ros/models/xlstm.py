@@ -90,8 +90,11 @@ class SwiGLUFeedForward(nn.Module):
 
 
 def swiglu_hidden_dim(embedding_dim: int, proj_factor: float, multiple_of: int = 64) -> int:
-    """FFN width: embedding_dim * proj_factor rounded up to a multiple of 64 (512 * 2.6667 -> 1408)."""
-    return int(math.ceil(embedding_dim * proj_factor / multiple_of) * multiple_of)
+    """FFN width: embedding_dim * proj_factor rounded up to a multiple of 64 (512 * 2.6667 -> 1408).
+
+    Computed exactly as tirex-ts does, ((x + 63) // 64) * 64 on the float product, so that every config
+    loads with the same shapes there (192 * 2.6667 = 512.006 gives 512, not 576)."""
+    return int(((embedding_dim * proj_factor + multiple_of - 1) // multiple_of) * multiple_of)
 
 
 class ResidualMLP(nn.Module):

@@ -29,10 +29,8 @@ import argparse
 import dataclasses
 import functools
 import json
-import math
 import multiprocessing
 import os
-import sys
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -40,24 +38,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from xlstm_ros.engines.device import select_device
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, load_into, save_checkpoint, state_dict_of
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, vil_config
+from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, check_resumable, learning_rate,
+                                     parameter_groups, start_process, write_log)
 from xlstm_ros.train.scenes import SceneDataset, make_dataset
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
-LOG_NAME = "log.json"
-CURVE_NAME = "loss.png"
 SCALE_FLOOR = 0.1
 # Fields that may change between a run and its resumption without changing what it computes.
 OPERATIONAL_FIELDS = ("out_dir", "data_dir", "checkpoint_every", "log_every", "threads", "resume")
+# The loss picture: the loss and its two terms.
+CURVES = (Curve("loss", "loss"), Curve("ssi", "SSI MSE"), Curve("gradient", "gradient matching"))
 
 
 @dataclass(frozen=True)
@@ -251,15 +249,6 @@ def depth_loss(prediction: torch.Tensor, disparity: torch.Tensor, mask: torch.Te
                      float(gradient_mean.detach()), int((~usable).sum()))
 
 
-def learning_rate(step: int, config: DepthTrainConfig) -> float:
-    """Linear warm-up over warmup_steps, then cosine decay to lr x min_lr_ratio at the last step."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    span = max(1, config.steps - config.warmup_steps - 1)
-    progress = min(1.0, (step - config.warmup_steps) / span)
-    return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Data
 
@@ -351,67 +340,7 @@ class BatchPlan:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Processes, checkpoints, logs
-
-
-@dataclass(frozen=True)
-class Process:
-    """This process's place in the run (rank 0 of 1 when not started by torchrun) and its device."""
-
-    rank: int
-    world_size: int
-    device: torch.device
-    joined_group: bool = False          # True when start_process initialised the process group
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def start_process(device: str) -> Process:
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, Gloo on the CPU)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return Process(0, 1, select_device(device))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    resolved = select_device(device)
-    if resolved.type == "cuda":
-        resolved = torch.device("cuda", local_rank)
-        torch.cuda.set_device(resolved)
-    joined = not dist.is_initialized()
-    if joined:
-        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
-    return Process(dist.get_rank(), dist.get_world_size(), resolved, joined)
-
-
-def _barrier(process: Process) -> None:
-    if process.world_size > 1:
-        dist.barrier()
-
-
-def _gather(process: Process, value: Any) -> list[Any]:
-    """`value` of every rank, in rank order."""
-    if process.world_size == 1:
-        return [value]
-    gathered: list[Any] = [None] * process.world_size
-    dist.all_gather_object(gathered, value)
-    return gathered
-
-
-def _mean_over_ranks(process: Process, values: Sequence[float]) -> list[float]:
-    if process.world_size == 1:
-        return list(values)
-    tensor = torch.tensor(values, dtype=torch.float64, device=process.device)
-    dist.all_reduce(tensor)
-    return (tensor / process.world_size).tolist()
-
-
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on matrices and conv kernels; none on biases, norms, skips, positions."""
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        (decay if parameter.ndim >= 2 and "pos_embed" not in name else no_decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+# Checkpoints
 
 
 def save_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.optim.Optimizer,
@@ -426,15 +355,6 @@ def save_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.opt
                             "training": training}, path)
 
 
-def check_resumable(saved: dict[str, Any], config: DepthTrainConfig, path: Path) -> None:
-    """Refuse to resume a run whose computation-relevant settings differ; the error names the first one."""
-    current = config.to_dict()
-    for name in current:
-        if name not in OPERATIONAL_FIELDS and saved.get(name) != current[name]:
-            raise CheckpointError(f"{path}: cannot resume, it was trained with {name}={saved.get(name)!r}, "
-                                  f"now {name}={current[name]!r} (use another out_dir or resume=False)")
-
-
 def load_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.optim.Optimizer,
                              config: DepthTrainConfig) -> dict[str, Any]:
     """Restore model and optimizer from `path` in place; returns the "training" entry (step, rng, history)."""
@@ -442,7 +362,7 @@ def load_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.opt
     training, meta = payload.get("training"), payload.get("meta")
     if not isinstance(training, dict) or not isinstance(meta, dict) or "train_config" not in meta:
         raise CheckpointError(f"{path}: not a resumable training checkpoint (no 'training' state)")
-    check_resumable(meta["train_config"], config, path)
+    check_resumable(meta["train_config"], config.to_dict(), OPERATIONAL_FIELDS, path)
     load_into(model, state_dict_of(payload, path), path)
     try:
         optimizer.load_state_dict(training["optimizer"])
@@ -451,90 +371,8 @@ def load_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.opt
     return training
 
 
-def write_log(out_dir: Path, config: DepthTrainConfig, history: list[dict[str, float]], wall_time_s: float,
-              finished: bool) -> None:
-    """log.json (config and history) and loss.png (loss terms and learning rate against step)."""
-    payload = {"config": config.to_dict(), "finished": finished, "wall_time_s": round(wall_time_s, 1),
-               "history": history}
-    temporary = out_dir / (LOG_NAME + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=1))
-    os.replace(temporary, out_dir / LOG_NAME)
-    plot_history(history, out_dir / CURVE_NAME)
-
-
-def plot_history(history: list[dict[str, float]], path: Path) -> bool:
-    """Loss curve PNG; False (and a message) when matplotlib is missing or there is nothing to plot."""
-    if not history:
-        return False
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no loss curve written", file=sys.stderr)
-        return False
-    steps = [entry["step"] for entry in history]
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for key, label in (("loss", "loss"), ("ssi", "SSI MSE"), ("gradient", "gradient matching")):
-        axis.plot(steps, [entry[key] for entry in history], label=label)
-    axis.set_yscale("log")
-    axis.set_xlabel("step")
-    axis.grid(alpha=0.3)
-    rate = axis.twinx()
-    rate.plot(steps, [entry["lr"] for entry in history], color="grey", linestyle=":", label="learning rate")
-    rate.set_ylabel("learning rate")
-    lines = axis.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
-    axis.legend(lines, [line.get_label() for line in lines], loc="upper right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return True
-
-
-class Progress:
-    """A tqdm bar on an interactive terminal, else one plain line per logged step (nohup logs stay short)."""
-
-    def __init__(self, total: int, initial: int, enabled: bool) -> None:
-        self.bar = None
-        self.enabled = enabled
-        if enabled and sys.stderr.isatty():
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
-            except ImportError:
-                pass
-        self.total = total
-
-    def update(self, step: int, entry: dict[str, float] | None) -> None:
-        if not self.enabled:
-            return
-        if self.bar is not None:
-            self.bar.update(1)
-            if entry is not None:
-                self.bar.set_postfix(loss=f"{entry['loss']:.4f}", lr=f"{entry['lr']:.2e}")
-        elif entry is not None:
-            print(f"step {step}/{self.total} loss {entry['loss']:.4f} (ssi {entry['ssi']:.4f}, gradient "
-                  f"{entry['gradient']:.4f}) lr {entry['lr']:.2e} {entry['images_per_s']:.1f} img/s "
-                  f"elapsed {entry['elapsed_s']:.0f} s", flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # The run
-
-
-@dataclass(frozen=True)
-class TrainSummary:
-    """What a finished run produced."""
-
-    model_path: Path
-    checkpoint_path: Path
-    steps: int
-    final_loss: float
-    wall_time_s: float
 
 
 def _report_rendering(done: int, total: int, root: str) -> None:
@@ -574,7 +412,7 @@ def prepare_scenes(config: DepthTrainConfig, process: Process) -> Path:
     """Render the training frames into the cache (rank 0; a complete cache is reused) and return its folder."""
     if process.is_main:
         render_scenes(config.scenes_dir, config.n_frames, config.data_seed, config.frame_size)
-    _barrier(process)
+    process.barrier()
     return config.scenes_dir
 
 
@@ -597,7 +435,8 @@ def train_depth(config: DepthTrainConfig,
     torch.manual_seed(config.seed)
     model = DepthModel(config.model_config(), MLSTMOptions(mode=config.mlstm_mode, chunk_size=config.chunk_size))
     model.to(process.device)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+    groups = parameter_groups(model, config.weight_decay, no_decay_names=("pos_embed",))  # no decay on positions
+    optimizer = torch.optim.AdamW(groups, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + process.rank)
     start_step, history, wall_before = 0, [], 0.0
     checkpoint_path = out_dir / CHECKPOINT_NAME
@@ -611,24 +450,27 @@ def train_depth(config: DepthTrainConfig,
             print(f"resuming {checkpoint_path} at step {start_step}", flush=True)
     trained = model if process.world_size == 1 else nn.parallel.DistributedDataParallel(model)
 
-    progress = Progress(config.steps, start_step, process.is_main)
+    progress = Progress(config.steps, start_step, process.is_main, rate_key="images_per_s", rate_unit="img",
+                        terms=("ssi", "gradient"))
     window: list[tuple[float, float, float, int]] = []
     started = time.perf_counter()
     window_start = started
     wall_time_s = wall_before
 
     def checkpoint(step: int) -> None:
-        rng_states = _gather(process, generator.get_state())
+        rng_states = process.gather(generator.get_state())
         if process.is_main:
             save_training_checkpoint(checkpoint_path, model, optimizer, config, step, rng_states, history,
                                      wall_time_s)
-            write_log(out_dir, config, history, wall_time_s, finished=step == config.steps)
+            write_log(out_dir, config.to_dict(), history, wall_time_s, finished=step == config.steps, curves=CURVES)
 
     trained.train()
     try:
         for step in range(start_step, config.steps):
+            rate = learning_rate(step, lr=config.lr, steps=config.steps, warmup_steps=config.warmup_steps,
+                                 min_lr_ratio=config.min_lr_ratio)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, config)
+                group["lr"] = rate
             indices = plan.indices(step)
             images, disparity = random_crops(bank.rgb[indices], bank.disparity[indices], config.crop_size,
                                              config.min_crop_scale, generator)
@@ -643,7 +485,7 @@ def train_depth(config: DepthTrainConfig,
             wall_time_s = wall_before + time.perf_counter() - started
             entry = None
             if done % config.log_every == 0 or done == config.steps:
-                loss, ssi, gradient, dropped = _mean_over_ranks(process, np.mean(window, axis=0).tolist())
+                loss, ssi, gradient, dropped = process.mean_over_ranks(np.mean(window, axis=0).tolist())
                 now = time.perf_counter()
                 entry = {"step": done, "loss": loss, "ssi": ssi, "gradient": gradient,
                          "dropped_per_step": dropped, "lr": optimizer.param_groups[0]["lr"],
@@ -666,10 +508,10 @@ def train_depth(config: DepthTrainConfig,
         save_depth_checkpoint(model, model_path, meta={"train_config": config.to_dict(), "steps": config.steps,
                                                        "wall_time_s": round(wall_time_s, 1),
                                                        "final_loss": final_loss})
-    _barrier(process)
-    if process.joined_group:
-        dist.destroy_process_group()
-    return TrainSummary(model_path, checkpoint_path, config.steps, final_loss, wall_time_s)
+    process.barrier()
+    process.leave()
+    return TrainSummary(model_path=model_path, checkpoint_path=checkpoint_path, steps=config.steps,
+                        final_loss=final_loss, wall_time_s=wall_time_s)
 
 
 # ---------------------------------------------------------------------------------------------------------
