@@ -11,7 +11,7 @@ export RMW_IMPLEMENTATION ?= rmw_fastrtps_cpp
 export AMENT_PREFIX_PATH := $(CURDIR)/$(VENV)$(if $(AMENT_PREFIX_PATH),:$(AMENT_PREFIX_PATH))
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup setup-test demo test test-all soak clean
+.PHONY: setup setup-test demo test test-all bench soak clean
 
 setup:
 	tools/setup_venv.sh
@@ -29,6 +29,10 @@ test: setup-test
 
 test-all: setup-test
 	$(BIN)/python -m pytest -m "slow or not slow"
+
+## make bench: every benchmark side by side (about 25 minutes); JSON in bench/results/, tables in the READMEs
+bench: setup-test
+	$(BIN)/python -m bench.run
 
 ## make soak: the demo graph at full rate for 10 minutes; writes bench/results/soak.json (not in `make test`)
 soak: setup

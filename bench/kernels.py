@@ -20,9 +20,7 @@ import datetime
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from functools import partial
@@ -37,6 +35,8 @@ import triton.language as tl
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # benchmark this source tree, never an installed copy
+
+from bench.common import git_commit, machine_info as common_machine_info  # noqa: E402
 
 
 class Budget:
@@ -159,20 +159,9 @@ def mode_name(args: argparse.Namespace) -> str:
     return "smoke" if args.smoke else ("full" if args.full else "quick")
 
 
-def git_commit() -> str:
-    try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (commit + ("+dirty" if dirty else "")) if commit else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def machine_info(device: torch.device) -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
-            "cpu": platform.processor() or platform.machine(), "device": str(device)}
+    """bench.common's machine facts plus the device and, on CUDA, the GPU's."""
+    info = {**common_machine_info(), "device": str(device)}
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, sm_count=props.multi_processor_count,

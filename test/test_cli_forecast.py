@@ -12,7 +12,7 @@ import pytest
 import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"
-tirex_official = pytest.importorskip("tirex.models.tirex", reason="tirex-ts==1.4.2 is a test-only dependency")
+import tirex.models.tirex as tirex_official  # tirex-ts==1.4.2, a test-only dependency
 
 from support_tirex import SMALL_CONFIG, randomize_tirex_parameters  # noqa: E402
 from xlstm_ros.cli import main  # noqa: E402

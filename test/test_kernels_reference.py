@@ -146,6 +146,33 @@ def test_tirex_layout_converters():
         bias_from_tirex(torch.zeros(10), 2)
 
 
+
+def test_layout_conversions_are_reused_until_the_weights_change():
+    """Without autograd the converted layouts are memoised (a streaming step would otherwise copy R every
+    call); an in-place write, new data or recording gradients must give the current weights' layout."""
+    kernel = torch.randn(2, 3, 12)
+    wx = torch.randn(1, 4, 2, 3)
+    state = slstm_zero_state(1, 2, 3)
+    slstm_step(wx, R_from_tirex(torch.randn(2, 3, 12)), torch.zeros(4, 2, 3), state)  # h != 0: R matters
+    with torch.inference_mode():
+        first = R_from_tirex(kernel)
+        assert R_from_tirex(kernel) is first
+        h_before = slstm_step(wx, first, torch.zeros(4, 2, 3), state.clone(), precision="bf16-compatible")
+        assert torch.equal(h_before, slstm_step(wx, R_from_tirex(kernel), torch.zeros(4, 2, 3), state.clone(),
+                                                precision="bf16-compatible"))
+    kernel.mul_(2.0)  # an in-place update, as an optimiser or load_state_dict does
+    with torch.no_grad():
+        second = R_from_tirex(kernel)
+        assert second is not first and torch.equal(second, 2.0 * first)
+        h_after = slstm_step(wx, second, torch.zeros(4, 2, 3), state.clone(), precision="bf16-compatible")
+        assert not torch.equal(h_after, h_before)
+        kernel.data = torch.randn(2, 3, 12)  # new data behind the same tensor
+        assert torch.equal(R_from_tirex(kernel), kernel.reshape(2, 3, 4, 3).permute(0, 2, 1, 3))
+    weights = kernel.clone().requires_grad_()
+    R_from_tirex(weights).sum().backward()  # recorded for autograd: never a cached, graph-less tensor
+    assert weights.grad is not None and torch.equal(weights.grad, torch.ones_like(weights))
+
+
 def tirex_cell(heads, dim, seed):
     cell_module = pytest.importorskip("tirex.models.slstm.cell")
     cell = cell_module.sLSTMCell(cell_module.sLSTMBlockConfig(embedding_dim=heads * dim, num_heads=heads),

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # the official package must never reach the hub here
-tirex_official = pytest.importorskip("tirex.models.tirex", reason="tirex-ts==1.4.2 is a test-only dependency")
+import tirex.models.tirex as tirex_official  # tirex-ts==1.4.2, a test-only dependency
 
 from support_tirex import SMALL_CONFIG, randomize_tirex_parameters, write_random_checkpoint  # noqa: E402
 from support_tirex import single_thread  # noqa: F401, E402 (autouse fixture: one torch thread)
