@@ -40,24 +40,14 @@ MODULE = "bench.node_latency"
 FRAME_SIZE = (480, 640)
 SENSOR_PERIOD_S = 0.01
 FIRST_STAMP_S = 1_700_000_000  # stamps far from zero, like real clocks
-LARGE_SHM_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
-  <transport_descriptors>
-    <transport_descriptor><transport_id>shm_16mib</transport_id><type>SHM</type>
-      <segment_size>16777216</segment_size></transport_descriptor>
-    <transport_descriptor><transport_id>udp</transport_id><type>UDPv4</type></transport_descriptor>
-  </transport_descriptors>
-  <participant profile_name="xlstm_ros_bench_large_shm" is_default_profile="true">
-    <rtps><userTransports><transport_id>shm_16mib</transport_id><transport_id>udp</transport_id></userTransports>
-      <useBuiltinTransports>false</useBuiltinTransports></rtps>
-  </participant>
-</profiles>
-"""
+BUILTIN_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
+<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"/>
+"""  # no participant profile: Fast DDS's built-in transports
 TRANSPORTS_HELP = {
-    "default": "Fast DDS as installed: shared-memory segments of 512 KiB, so a 640x480 frame (0.9 MB rgb8, "
-               "1.2 MB 32FC1) travels as fragmented UDP, which best-effort sensor QoS loses",
-    "large_shm": "Fast DDS with a 16 MiB shared-memory segment (FASTDDS_DEFAULT_PROFILES_FILE, set for this "
-                 "process and the nodes), so whole frames fit in shared memory"}
+    "default": "Fast DDS's built-in transports: shared-memory segments of 512 KiB, so a 640x480 frame (0.9 MB "
+               "rgb8, 1.2 MB 32FC1) travels as fragmented UDP, which best-effort sensor QoS loses",
+    "large_shm": "the package's Fast DDS profile (config/fastdds_large_shm.xml, what the launch files, the demo "
+                 "and play use): a 16 MiB shared-memory segment, so whole frames pass through shared memory"}
 
 
 def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
@@ -336,11 +326,11 @@ def session(transport: str, with_forecast: bool, args: argparse.Namespace) -> di
     with tempfile.TemporaryDirectory() as directory, reserve_domain_id() as domain:
         directory = Path(directory)
         if transport == "large_shm":
-            profile = directory / "large_shm.xml"
-            profile.write_text(LARGE_SHM_PROFILE)
-            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
+            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # ros_environment sets the package's
         else:
-            os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+            profile = directory / "builtin.xml"
+            profile.write_text(BUILTIN_PROFILE)
+            os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
         adopt_ros_environment(domain.domain_id, directory / "ros")
         import rclpy
 

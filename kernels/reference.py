@@ -79,14 +79,16 @@ def _stamp(tensor: torch.Tensor) -> tuple | None:
 
 
 def _derived(source: torch.Tensor, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """`compute()` memoised per (source, key) while no gradient is recorded.
+    """`compute()` memoised per (source, key) in eager inference.
 
     A one-token step of a streaming model converts the same recurrent weights on every call; the copies
     cost about a fifth of a TiRex-size step on a CPU. The entry is recomputed when the source changes: an
     in-place write (its version counter), new data (pointer), device, dtype or shape. It lives as long as
-    the source tensor does. With autograd recording, nothing is cached (the result must join the graph).
+    the source tensor does. Nothing is cached while autograd records or torch.compile traces.
     """
-    stamp = None if torch.is_grad_enabled() else _stamp(source)
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return compute()  # the result must join the autograd graph / the compiled graph
+    stamp = _stamp(source)
     if stamp is None:
         return compute()
     entries = _DERIVED.setdefault(source, {})

@@ -12,6 +12,19 @@ os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
 sys.path.insert(0, os.path.dirname(__file__))
 
 
+def _use_the_package_fastdds_profile() -> None:
+    """This process's participants use the same Fast DDS profile as the node processes (Fast DDS reads it
+    once per process, so it must be set before the first rclpy.init)."""
+    from xlstm_ros.nodes.processes import fastdds_profile
+
+    profile = fastdds_profile()
+    if profile is not None:
+        os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(profile))
+
+
+_use_the_package_fastdds_profile()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tests use small tensors: one intra-op thread is faster than two fighting over a busy 2-core machine

@@ -10,7 +10,7 @@ import yaml
 
 from xlstm_ros.nodes import depth_node, drone_sim_node, forecaster_node
 from xlstm_ros.nodes.graph import DRONE_NODES, LAUNCH_ARGUMENTS, SHIPPED_CONFIG, default_config, node_arguments
-from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.processes import FASTDDS_PROFILE, fastdds_profile, ros_arguments, ros_environment
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_PARAMS = {"depth_node": depth_node.NODE_PARAMS, "forecaster_node": forecaster_node.NODE_PARAMS}
@@ -58,6 +58,10 @@ def xml_graph():
 
 
 def test_xml_launch_file_is_the_graph():
+    root = ElementTree.parse(REPO / "launch" / "drone.launch.xml").getroot()
+    [transport] = root.findall("set_env")
+    assert transport.attrib == {"name": "FASTDDS_DEFAULT_PROFILES_FILE", "value": (
+        f"$(env FASTDDS_DEFAULT_PROFILES_FILE $(find-pkg-share xlstm_ros)/config/{FASTDDS_PROFILE})")}
     arguments, nodes = xml_graph()
     assert arguments == {a.name: (a.default, a.description) for a in LAUNCH_ARGUMENTS}
     assert list(nodes) == [spec.executable for spec in DRONE_NODES]
@@ -77,8 +81,10 @@ class _Recorded:
 
 def test_python_launch_file_is_the_graph(monkeypatch):
     modules = {}
-    for name, classes in {"launch": ["LaunchDescription"], "launch.actions": ["DeclareLaunchArgument"],
-                          "launch.substitutions": ["LaunchConfiguration", "PathJoinSubstitution"],
+    for name, classes in {"launch": ["LaunchDescription"],
+                          "launch.actions": ["DeclareLaunchArgument", "SetEnvironmentVariable"],
+                          "launch.substitutions": ["EnvironmentVariable", "LaunchConfiguration",
+                                                   "PathJoinSubstitution"],
                           "launch_ros.actions": ["Node"], "launch_ros.substitutions": ["FindPackageShare"]}.items():
         module = modules[name] = types.ModuleType(name)
         for cls in classes:
@@ -95,6 +101,12 @@ def test_python_launch_file_is_the_graph(monkeypatch):
     config = next(a for a in declared_arguments if a.args[0] == "config").kwargs["default_value"]
     assert config.args[0][0].args == ("xlstm_ros",) and config.args[0][1:] == ["config", "drone.yaml"]
     assert [n.kwargs["executable"] for n in launched] == [spec.executable for spec in DRONE_NODES]
+    [transport] = [e for e in entities if type(e).__name__ == "SetEnvironmentVariable"]
+    assert entities.index(transport) < entities.index(launched[0])  # set before the nodes start
+    name, value = transport.args
+    assert name == value.args[0] == "FASTDDS_DEFAULT_PROFILES_FILE"
+    profile = value.kwargs["default_value"]
+    assert profile.args[0][0].args == ("xlstm_ros",) and profile.args[0][1:] == ["config", FASTDDS_PROFILE]
     for node, spec in zip(launched, DRONE_NODES):
         assert node.kwargs["package"] == "xlstm_ros" and node.kwargs["name"] == spec.executable
         params_file, extra = node.kwargs["parameters"]
@@ -157,3 +169,16 @@ def test_nodes_refuse_unknown_parameters(node_process, executable, params):
 
 def test_drone_sim_parameters_are_valid_defaults():
     assert all(param.check is None or param.check(param.default) is None for param in drone_sim_node.NODE_PARAMS)
+
+
+def test_node_processes_get_the_shipped_fastdds_profile_unless_one_is_set():
+    profile = fastdds_profile()
+    assert profile is not None and profile.read_bytes() == (REPO / "config" / FASTDDS_PROFILE).read_bytes()
+    namespace = {"dds": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
+    segment = ElementTree.parse(profile).getroot().find(".//dds:transport_descriptor/dds:segment_size", namespace)
+    assert int(segment.text) >= 1280 * 720 * 4  # a 720p float32 depth map in one piece
+    base = {"RMW_IMPLEMENTATION": "rmw_fastrtps_cpp"}
+    assert ros_environment(7, base=base)["FASTDDS_DEFAULT_PROFILES_FILE"] == str(profile)
+    assert ros_environment(7, base={**base, "FASTDDS_DEFAULT_PROFILES_FILE": "/mine.xml"})[
+        "FASTDDS_DEFAULT_PROFILES_FILE"] == "/mine.xml"
+    assert "FASTDDS_DEFAULT_PROFILES_FILE" not in ros_environment(7, base={"RMW_IMPLEMENTATION": "rmw_cyclonedds_cpp"})

@@ -3,8 +3,9 @@
 Used by the demo, `xlstm-ros play`, the benchmarks and the tests. Every process gets the environment that
 research/ros2.md asks for: discovery limited to this machine, a ROS_DOMAIN_ID reserved for this run (a
 file lock, so concurrent runs on one machine never share a domain), logs in a folder we choose, and an
-AMENT_PREFIX_PATH that contains this interpreter's prefix (where pip installed the package and messages).
-This module does not import rclpy.
+AMENT_PREFIX_PATH that contains this interpreter's prefix (where pip installed the package and messages),
+and, for Fast DDS, the package's participant profile with shared-memory segments big enough for whole
+camera frames (config/fastdds_large_shm.xml). This module does not import rclpy.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+FASTDDS_PROFILE = "fastdds_large_shm.xml"  # in share/xlstm_ros/config
 MAX_DOMAIN_ID = 101  # FastDDS: domain ids 0..101 on Linux (ports derive from the id)
 _LOCK_DIR = Path(tempfile.gettempdir()) / "xlstm_ros_domains"
 
@@ -61,11 +63,16 @@ def reserve_domain_id(candidates: Iterable[int] | None = None) -> DomainReservat
 
 def ros_environment(domain_id: int, log_dir: str | os.PathLike | None = None,
                     base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a ROS process of ours: LOCALHOST discovery, the given domain, logs in log_dir."""
+    """Environment for a ROS process of ours: LOCALHOST discovery, the given domain, logs in log_dir, and
+    the package's Fast DDS profile unless FASTDDS_DEFAULT_PROFILES_FILE already names one."""
     env = dict(os.environ if base is None else base)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     env["ROS_DOMAIN_ID"] = str(domain_id)
     env.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+    if env["RMW_IMPLEMENTATION"] == "rmw_fastrtps_cpp" and not env.get("FASTDDS_DEFAULT_PROFILES_FILE"):
+        profile = fastdds_profile()
+        if profile is not None:
+            env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
     prefixes = [p for p in env.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]
     if sys.prefix not in prefixes:
         env["AMENT_PREFIX_PATH"] = os.pathsep.join([sys.prefix, *prefixes])
@@ -87,6 +94,18 @@ def share_directory(package: str) -> Path:
         if fallback.is_dir():
             return fallback
         raise FileNotFoundError(f"share directory of '{package}' not found (is the package installed?)") from None
+
+
+def fastdds_profile() -> Path | None:
+    """The installed config/fastdds_large_shm.xml (None when the package is not installed).
+
+    Fast DDS's built-in 512 KiB shared-memory segment sends bigger messages as fragmented UDP, where
+    best-effort sensor QoS loses many camera frames and depth maps even on one machine."""
+    try:
+        path = share_directory("xlstm_ros") / "config" / FASTDDS_PROFILE
+    except FileNotFoundError:
+        return None
+    return path if path.is_file() else None
 
 
 def adopt_ros_environment(domain_id: int, log_dir: str | os.PathLike | None = None) -> None:
