@@ -18,9 +18,8 @@ from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
 from xlstm_ros.models.depth import DepthModel, load_depth_checkpoint
 from xlstm_ros.train.depth_train import (CHECKPOINT_NAME, MODEL_NAME, DepthTrainConfig, FrameBank, add_arguments,
-                                         config_from_args, depth_loss, random_crops, render_scenes, spread_taps,
-                                         train_depth)
-from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME
+                                         depth_loss, random_crops, render_scenes, spread_taps, train_depth)
+from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, config_from_args
 
 FRAME_SIZE = (48, 64)
 N_FRAMES = 8
@@ -117,7 +116,7 @@ def test_config_validation_names_the_field_and_taps_spread_over_the_pairs():
 def test_command_line_options_build_the_config():
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    config = config_from_args(parser.parse_args(["--crop-size", "96x128", "--feature-pairs", "0,1,2,3",
+    config = config_from_args(DepthTrainConfig, parser.parse_args(["--crop-size", "96x128", "--feature-pairs", "0,1,2,3",
                                                  "--backbone", "vil_micro", "--no-resume", "--threads", "1"]))
     assert config == DepthTrainConfig(crop_size=(96, 128), feature_pairs=(0, 1, 2, 3), backbone="vil_micro",
                                       resume=False, threads=1)

@@ -14,7 +14,7 @@ from xlstm_ros.engines.forecaster import StreamingForecaster
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
 from xlstm_ros.models.tirex import DEFAULT_QUANTILES, load_tirex_checkpoint
 from xlstm_ros.train import forecast_train as T
-from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME
+from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, config_from_args
 
 PATCH = 32
 TOKENS = 8
@@ -228,7 +228,7 @@ def test_command_line_options_cover_every_config_field():
     parser = argparse.ArgumentParser()
     T.add_arguments(parser)
     args = parser.parse_args(["--steps", "5", "--embedding-dim", "64", "--no-compile", "--no-augment"])
-    config = T.config_from_args(args)
+    config = config_from_args(T.ForecastTrainConfig, args)
     assert (config.steps, config.embedding_dim, config.compile, config.augment) == (5, 64, False, False)
     assert dataclasses.replace(config, steps=T.ForecastTrainConfig.steps, embedding_dim=192, compile=True,
                                augment=True) == T.ForecastTrainConfig()

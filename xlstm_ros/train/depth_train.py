@@ -32,7 +32,7 @@ import json
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,8 +45,8 @@ from torch.utils.data import DistributedSampler
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, load_into, save_checkpoint, state_dict_of
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, vil_config
-from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, check_resumable, learning_rate,
-                                     parameter_groups, start_process, write_log)
+from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, add_run_arguments, check_resumable,
+                                     config_from_args, learning_rate, parameter_groups, start_process, write_log)
 from xlstm_ros.train.scenes import SceneDataset, make_dataset
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -562,25 +562,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--gradient-weight", type=float, default=d.gradient_weight, help="weight of the gradient-matching term")
     add("--gradient-scales", type=int, default=d.gradient_scales, help="scales of the gradient-matching term")
     add("--seed", type=int, default=d.seed, help="seed of initialisation, sampling and augmentation")
-    add("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
-    add("--log-every", type=int, default=d.log_every, help="steps between log entries")
-    add("--device", default=d.device, help="auto, cpu, cuda or cuda:N (torchrun: each rank its local GPU)")
-    add("--threads", type=int, default=d.threads, help="torch threads per process (default: torch's)")
     add("--mlstm-mode", default=d.mlstm_mode, choices=MLSTM_MODES, help="how the mLSTM cell is evaluated")
     add("--chunk-size", type=int, default=d.chunk_size, help="chunk length of the chunkwise mLSTM")
-    add("--no-resume", dest="resume", action="store_false", help="start afresh even if OUT_DIR has a checkpoint")
-
-
-def config_from_args(args: argparse.Namespace) -> DepthTrainConfig:
-    """The DepthTrainConfig of parsed `add_arguments` options."""
-    return DepthTrainConfig(**{field.name: getattr(args, field.name) for field in fields(DepthTrainConfig)})
+    add_run_arguments(parser, d)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description="Train the ViL depth model on rendered scenes "
-                                                 "(torchrun-ready; resumes from OUT_DIR/checkpoint.pt).")
+                                                            "(torchrun-ready; resumes from OUT_DIR/checkpoint.pt).")
     add_arguments(parser)
-    summary = train_depth(config_from_args(parser.parse_args(argv)))
+    summary = train_depth(config_from_args(DepthTrainConfig, parser.parse_args(argv)))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
               f"{summary.wall_time_s:.0f} s; model {summary.model_path}")

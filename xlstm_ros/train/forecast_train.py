@@ -48,8 +48,8 @@ from torch import nn
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, load_into, save_checkpoint, state_dict_of
 from xlstm_ros.models.tirex import (DEFAULT_QUANTILES, TiRex, TiRexConfig, load_tirex_checkpoint,
                                     save_tirex_checkpoint, standardize, tokenize, window_stats)
-from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, check_resumable, learning_rate,
-                                     parameter_groups, start_process, write_log)
+from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, add_run_arguments, check_resumable,
+                                     config_from_args, learning_rate, parameter_groups, start_process, write_log)
 from xlstm_ros.train.series import DEFAULT_MIXTURE, Augmentations, Mixture, SeriesCache
 
 MODEL_NAME = "model.ckpt"
@@ -555,24 +555,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--bf16-autocast", action="store_true", help="bf16 autocast of the matrix products (CUDA only)")
     add("--no-compile", dest="compile", action="store_false",
         help="run the blocks eagerly (no minutes of torch.compile first; several times slower per step)")
-    add("--checkpoint-every", type=int, default=d.checkpoint_every, help="steps between checkpoints")
-    add("--log-every", type=int, default=d.log_every, help="steps between log entries")
     add("--eval-every", type=int, default=d.eval_every, help="steps between validation losses")
-    add("--device", default=d.device, help="auto, cpu, cuda or cuda:N (torchrun: each rank its local GPU)")
-    add("--threads", type=int, default=d.threads, help="torch threads per process (default: torch's)")
-    add("--no-resume", dest="resume", action="store_false", help="start afresh even if OUT_DIR has a checkpoint")
-
-
-def config_from_args(args: argparse.Namespace) -> ForecastTrainConfig:
-    """The ForecastTrainConfig of parsed `add_arguments` options."""
-    return ForecastTrainConfig(**{field.name: getattr(args, field.name) for field in fields(ForecastTrainConfig)})
+    add_run_arguments(parser, d)
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     parser = argparse.ArgumentParser(prog=prog, description="Train the TiRex-architecture forecaster on synthetic "
                                                             "series (torchrun-ready; resumes from OUT_DIR).")
     add_arguments(parser)
-    summary = train_forecaster(config_from_args(parser.parse_args(argv)))
+    summary = train_forecaster(config_from_args(ForecastTrainConfig, parser.parse_args(argv)))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"done: {summary.steps} steps, final loss {summary.final_loss:.4f} {summary.final_validation}, "
               f"{summary.wall_time_s:.0f} s; model {summary.model_path}")

@@ -12,11 +12,12 @@
 """
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Collection, NamedTuple, Sequence
 
@@ -244,3 +245,19 @@ class TrainSummary:
     final_loss: float
     wall_time_s: float
     final_validation: dict[str, float] = field(default_factory=dict)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, defaults: Any) -> None:
+    """The options of every training run (--checkpoint-every, --log-every, --device, --threads, --no-resume),
+    with the defaults of the run's config dataclass instance `defaults`."""
+    add = parser.add_argument
+    add("--checkpoint-every", type=int, default=defaults.checkpoint_every, help="steps between checkpoints")
+    add("--log-every", type=int, default=defaults.log_every, help="steps between log entries")
+    add("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N (torchrun: each rank its local GPU)")
+    add("--threads", type=int, default=defaults.threads, help="torch threads per process (default: torch's)")
+    add("--no-resume", dest="resume", action="store_false", help="start afresh even if OUT_DIR has a checkpoint")
+
+
+def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
+    """An instance of the config dataclass `config_class` from parsed options named like its fields."""
+    return config_class(**{item.name: getattr(args, item.name) for item in fields(config_class)})
