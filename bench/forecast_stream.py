@@ -136,10 +136,10 @@ def relative_differences(streamed: np.ndarray, reference: np.ndarray, scale: np.
 
 
 def new_forecast(engine: StreamingForecaster, name: str, patch_values: np.ndarray) -> tuple[float, Any]:
-    """Milliseconds from a completed patch to its forecast: observe, update, forecast."""
+    """Milliseconds from a completed patch to its forecast: observe, forecast (which absorbs the patch and
+    rolls out in one pass, as the node does)."""
     start = time.perf_counter()
     engine.observe(name, patch_values)
-    engine.update()
     result = engine.forecast(name, HORIZON)[name]
     return (time.perf_counter() - start) * 1e3, result
 
@@ -294,14 +294,13 @@ class StaggeredStreams:
             self.position[i] = start + self.patch
 
     def measure(self) -> dict[str, Any]:
-        """Per patch for all streams: observe, update, forecast of every stream; over whole cycles."""
+        """Per patch for all streams: observe, forecast of every stream (absorbing the patch); over whole cycles."""
         anchored_before = self.engine.counters.anchored_streams
         samples = []
         everyone = range(len(self.names))
         for _ in range(self.measured_patches):
             start = time.perf_counter()
             self._feed(everyone)
-            self.engine.update()
             self.engine.forecast(self.names, HORIZON)
             samples.append((time.perf_counter() - start) * 1e3)
         mean = float(np.mean(samples))
@@ -428,9 +427,11 @@ def memory_child(checkpoint: Path, precision: str, mode: str, context: int) -> d
             engine.forecast("s", HORIZON)
             entry = engine.state_dict()["streams"]["s"]
             ring_bytes = (model.config.train_ctx_len + patch) * 4  # allocated per stream at its first sample
+            rollout_bytes = (math.ceil(HORIZON / patch) - 1) * entry["last_output"].nbytes  # kept masked outputs
             out.update(state_bytes=entry["state"].nbytes, last_output_bytes=entry["last_output"].nbytes,
-                       ring_bytes=ring_bytes,
-                       per_stream_bytes=entry["state"].nbytes + entry["last_output"].nbytes + ring_bytes,
+                       ring_bytes=ring_bytes, rollout_bytes=rollout_bytes,
+                       per_stream_bytes=entry["state"].nbytes + entry["last_output"].nbytes + ring_bytes
+                       + rollout_bytes,
                        anchors=engine.counters.anchor_calls, steps=engine.counters.step_calls)
         elif mode == "full_pass":
             context_tensor = torch.from_numpy(series[None])
@@ -464,8 +465,8 @@ def memory_section(checkpoint: Path, settings: Settings, record: Record) -> None
         "state_bytes_per_stream": {str(r["context"]): r["per_stream_bytes"] for r in streaming},
         "state_bytes_constant": len({r["per_stream_bytes"] for r in streaming}) == 1,
         "note": "peak_growth = peak RSS while streaming / during the pass minus the RSS with model and series "
-                "loaded; per_stream_bytes = recurrent state rows + last output + the ring buffer of "
-                "train_ctx_len + patch samples that the engine allocates per stream",
+                "loaded; per_stream_bytes = recurrent state rows + last output + the rollout kept from the last "
+                "patch + the ring buffer of train_ctx_len + patch samples that the engine allocates per stream",
     }
 
 

@@ -106,6 +106,25 @@ def test_difference_between_anchors_stays_within_the_measured_bound(model):
     assert 0.0 < worst <= 0.25
 
 
+def test_forecast_rolls_out_in_the_pass_that_absorbs_the_patch(model):
+    """observe + forecast runs [patch, masked] as one pass and keeps the rollout until the next patch; the
+    forecasts equal those of a separate step and rollout (update, then forecast) bitwise."""
+    fused, separate = (StreamingForecaster(model, reanchor_every=4) for _ in range(2))
+    values = noisy_sine(WINDOW + 6 * PATCH, 21)
+    for engine in (fused, separate):
+        engine.observe("s", values[:WINDOW])
+    for end in range(WINDOW + PATCH, WINDOW + 6 * PATCH + 1, PATCH):
+        for engine in (fused, separate):
+            engine.observe("s", values[end - PATCH:end])
+        separate.update()
+        for horizon in (40, 40, 100):  # a repeated forecast reuses the rollout; a longer one needs its own
+            got, expected = fused.forecast("s", horizon)["s"], separate.forecast("s", horizon)["s"]
+            assert np.array_equal(got.quantiles, expected.quantiles)
+    assert fused.counters.anchor_calls >= 2 and fused.counters.step_calls >= 3
+    assert fused.counters.rollout_calls == 6  # only the horizon-100 forecasts
+    assert separate.counters.rollout_calls == 18
+
+
 def test_one_batched_step_per_patch_and_anchor_policy(model):
     engine = StreamingForecaster(model, reanchor_every=4, loc_drift=0.5, log_scale_drift=1e9)
     for name in ("a", "b", "c"):

@@ -4,8 +4,11 @@ Samples arrive already on each stream's fixed period grid (NaN = missing; +-inf 
 as missing). Every completed 32-sample patch advances the stream's state by one token; the streams that
 completed a patch advance together in ONE batched token step (`slstm_step` with rows on per-block
 buffers (4, capacity, NH, DH), grown by doubling). A forecast runs ceil(H / 32) - 1 masked tokens from a
-copy of the states (the official single-pass rollout), batched across streams. Per stream the engine
-keeps a constant amount of memory: its state rows and a ring of the last train_ctx_len + 32 samples.
+copy of the states (the official single-pass rollout), batched across streams; when `forecast` absorbs a
+stream's newest patch, it runs those masked tokens in the same pass as the patch token (one read of the
+weights for both) and keeps their outputs until the next patch. Per stream the engine
+keeps a constant amount of memory: its state rows, the outputs of its last pass and a ring of the last
+train_ctx_len + 32 samples.
 
 Anchored streaming (research/tirex.md 6.3 B). The official model standardises every 2048-sample window
 afresh and no existing state can be re-scaled exactly (the network is non-linear), so the engine anchors:
@@ -94,12 +97,13 @@ class StreamStatus:
 
 @dataclass
 class EngineCounters:
-    """Work done by `update` since the engine started: batched step calls and full anchor passes."""
+    """Work done since the engine started: batched step calls, full anchor passes, separate rollouts."""
 
     step_calls: int = 0
     stepped_patches: int = 0
     anchor_calls: int = 0
     anchored_streams: int = 0
+    rollout_calls: int = 0  # forecasts that needed a pass of their own (no rollout kept from the last patch)
 
 
 @dataclass
@@ -118,6 +122,7 @@ class _Stream:
     steps: int = 0
     context_samples: int = 0
     observed: int = 0
+    rollout: torch.Tensor | None = None  # masked-token outputs (k, Q, P) run with the newest absorbed patch
 
     def append(self, values: np.ndarray) -> None:
         """Write values into the ring (only the newest len(ring) matter): O(len(values))."""
@@ -245,6 +250,11 @@ class StreamingForecaster:
 
         Streams due for an anchor get one batched full pass; the others advance one token per patch,
         all streams with a pending patch in ONE batched step per patch position."""
+        return self._absorb(rollout_tokens=0)
+
+    def _absorb(self, rollout_tokens: int) -> int:
+        """`update`; with rollout_tokens > 0 the pass that absorbs a stream's newest patch also runs that many
+        masked tokens after it (the rollout of the next forecast), reading the weights once for both."""
         patch = self.config.patch_size
         due = [stream for stream in self._streams.values() if stream.samples - stream.ingested >= patch]
         if not due:
@@ -265,8 +275,8 @@ class StreamingForecaster:
         if anchor_rows:
             self._anchor([due[i] for i in anchor_rows], windows[anchor_rows],
                          ScalerState(stats.loc[anchor_rows], stats.scale[anchor_rows]),
-                         [boundaries[i] for i in anchor_rows])
-        self._step(stepping)
+                         [boundaries[i] for i in anchor_rows], rollout_tokens)
+        self._step(stepping, rollout_tokens)
         return len(due)
 
     def _needs_anchor(self, stream: _Stream, end: int, loc: torch.Tensor, scale: torch.Tensor) -> bool:
@@ -282,35 +292,59 @@ class StreamingForecaster:
     def _patches_since_anchor(self, stream: _Stream) -> int:
         return max(stream.ingested - stream.anchor_sample, 0) // self.config.patch_size
 
-    def _anchor(self, streams: list[_Stream], windows: torch.Tensor, stats: ScalerState, ends: list[int]) -> None:
-        """Recompute the states of `streams` with one batched full pass over their windows."""
+    def _anchor(self, streams: list[_Stream], windows: torch.Tensor, stats: ScalerState, ends: list[int],
+                rollout_tokens: int) -> None:
+        """Recompute the states of `streams` with one batched full pass over their windows (and the
+        `rollout_tokens` masked tokens after them)."""
         tokens = tokenize(standardize(windows, stats), self.config.patch_size).to(self.device)
-        outputs, states = self.model.forward_tokens(tokens)
+        count = tokens.shape[1]
+        if rollout_tokens:
+            tokens = torch.cat((tokens, self.model.masked_tokens(len(streams), rollout_tokens)), dim=1)
+        outputs, states = self.model.forward_tokens(tokens, keep=count)
         rows = self._rows(streams)
         self._states.assign(rows, states)
-        self._last_outputs[rows] = outputs[:, -1]
+        self._last_outputs[rows] = outputs[:, count - 1]
         for index, (stream, end) in enumerate(zip(streams, ends)):
+            stream.rollout = outputs[index, count:] if rollout_tokens else None
             stream.loc, stream.scale = stats.loc[index].clone(), stats.scale[index].clone()
             stream.ingested = stream.anchor_sample = end
             stream.anchors += 1
         self.counters.anchor_calls += 1
         self.counters.anchored_streams += len(streams)
 
-    def _step(self, stepping: list[tuple[_Stream, int]]) -> None:
-        """Advance each stream patch by patch to its boundary; one batched step per patch position."""
+    def _step(self, stepping: list[tuple[_Stream, int]], rollout_tokens: int) -> None:
+        """Advance each stream patch by patch to its boundary; one batched step per patch position. When
+        every stream of a position reaches its boundary there, that step also rolls `rollout_tokens` out."""
         patch = self.config.patch_size
         while stepping:
             streams = [stream for stream, _ in stepping]
             values = torch.from_numpy(np.stack([stream.window(stream.ingested + patch, patch) for stream in streams]))
             tokens = tokenize(standardize(values, self._anchor_stats(streams, "cpu")), patch)[:, 0].to(self.device)
             rows = self._rows(streams)
-            self._last_outputs[rows] = self.model.step_tokens(tokens, self._states, rows)
+            if rollout_tokens and all(stream.ingested + patch >= end for stream, end in stepping):
+                self._step_and_roll_out(streams, rows, tokens, rollout_tokens)
+            else:
+                self._last_outputs[rows] = self.model.step_tokens(tokens, self._states, rows)
+                for stream in streams:
+                    stream.rollout = None
             for stream in streams:
                 stream.ingested += patch
                 stream.steps += 1
             self.counters.step_calls += 1
             self.counters.stepped_patches += len(streams)
             stepping = [(stream, end) for stream, end in stepping if stream.ingested < end]
+
+    def _step_and_roll_out(self, streams: list[_Stream], rows: torch.Tensor, tokens: torch.Tensor,
+                           rollout_tokens: int) -> None:
+        """One pass of [newest patch, masked tokens] from the streams' states: the state after the patch
+        goes back into the buffers, the masked outputs are kept for the forecasts until the next patch."""
+        masked = self.model.masked_tokens(len(streams), rollout_tokens)
+        outputs, states = self.model.forward_tokens(torch.cat((tokens[:, None], masked), dim=1),
+                                                    self._states.select(rows), keep=1)
+        self._states.assign(rows, states)
+        self._last_outputs[rows] = outputs[:, 0]
+        for index, stream in enumerate(streams):
+            stream.rollout = outputs[index, 1:]
 
     # ----------------------------------------------------------------------------------------- forecast
 
@@ -324,18 +358,24 @@ class StreamingForecaster:
             raise ValueError(f"horizon must be a positive integer (samples), got {horizon!r}")
         horizon = int(horizon)
         names = [names] if isinstance(names, str) else list(names)
-        self.update()
+        patch = self.config.patch_size
+        known = [self._streams[name] for name in dict.fromkeys(names) if name in self._streams]
+        self._absorb(max((self._rollout_tokens(stream.samples % patch, horizon) for stream in known), default=0))
         results: dict[str, StreamForecast | None] = {name: None for name in names}
         ready = [(name, self._streams[name]) for name in dict.fromkeys(names)
                  if name in self._streams and self._streams[name].ingested > 0 and self._streams[name].observed > 0]
         if not ready:
             return results
-        patch = self.config.patch_size
         streams = [stream for _, stream in ready]
         pending = [stream.samples - stream.ingested for stream in streams]
-        extra = max(math.ceil((p + horizon) / patch) for p in pending) - 1
+        extra = max(self._rollout_tokens(p, horizon) for p in pending)
         rows = self._rows(streams)
-        normalised = self.model.rollout(self._last_outputs[rows], self._states.select(rows), extra + 1)
+        last = self._last_outputs[rows]
+        if extra and all(stream.rollout is not None and stream.rollout.shape[0] >= extra for stream in streams):
+            normalised = torch.cat((last[:, None], torch.stack([stream.rollout[:extra] for stream in streams])), 1)
+        else:
+            normalised = self.model.rollout(last, self._states.select(rows), extra + 1)
+            self.counters.rollout_calls += extra > 0
         values = destandardize(normalised.transpose(1, 2).flatten(2), self._anchor_stats(streams)).cpu().numpy()
         levels = self.config.quantiles
         for index, ((name, stream), skip) in enumerate(zip(ready, pending)):
@@ -347,6 +387,10 @@ class StreamingForecaster:
                 context_samples=stream.context_samples,
                 missing_fraction=1.0 - stream.observed / max(stream.context_samples, 1))
         return results
+
+    def _rollout_tokens(self, pending: int, horizon: int) -> int:
+        """Masked tokens after the state's boundary that cover `pending` observed samples + `horizon`."""
+        return math.ceil((pending + horizon) / self.config.patch_size) - 1
 
     # ---------------------------------------------------------------------------------- save / restore
 

@@ -272,15 +272,20 @@ class TiRex(nn.Module):
         out = self.output_patch_embedding(self.out_norm(hidden))
         return out.unflatten(-1, (len(self.config.quantiles), self.config.patch_size))
 
-    def forward_tokens(self, tokens: torch.Tensor, state: SLSTMStackState | None = None
-                       ) -> tuple[torch.Tensor, SLSTMStackState]:
-        """Run tokens (B, T, 2P) from `state` (None = fresh) -> (outputs (B, T, Q, P) normalised, new state).
+    def forward_tokens(self, tokens: torch.Tensor, state: SLSTMStackState | None = None, *,
+                       keep: int | None = None) -> tuple[torch.Tensor, SLSTMStackState]:
+        """Run tokens (B, T, 2P) from `state` (None = fresh) -> (outputs (B, T, Q, P) normalised, the state
+        after the first `keep` tokens (default: all T)).
 
-        The output at token t is the quantile forecast of patch t + 1. The input state is not modified."""
+        The output at token t is the quantile forecast of patch t + 1. The input state is not modified.
+        `keep` lets one pass absorb real tokens and roll masked ones out after them: the products then read
+        the weights once for both (a single stream's token step is bound by reading them)."""
+        if keep is not None and not 1 <= keep <= tokens.shape[1]:
+            raise ValueError(f"keep must be in 1..{tokens.shape[1]} (tokens), got {keep}")
         hidden = self.input_patch_embedding(tokens)
         new_states = []
         for index, block in enumerate(self.blocks):
-            hidden, block_state = block(hidden, None if state is None else state.blocks[index],
+            hidden, block_state = block(hidden, None if state is None else state.blocks[index], keep=keep,
                                         precision=self.precision, backend=self.backend)
             new_states.append(block_state)
         return self.head(hidden), SLSTMStackState(new_states)

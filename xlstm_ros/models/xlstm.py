@@ -209,11 +209,17 @@ class SLSTMLayer(nn.Module):
         `fgate` produces the input-gate and `igate` the forget-gate pre-activation (module docstring)."""
         return torch.stack((self.fgate(x), self.igate(x), self.zgate(x), self.ogate(x)), dim=-3)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, precision: str,
-                backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, features), state None (fresh) or (4, B, heads, head_dim) -> (y (B, T, features), state)."""
-        h, state = self.slstm_cell.sequence(self.gate_preactivations(x), state, precision=precision,
-                                            backend=backend)
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, keep: int | None = None,
+                precision: str, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, features), state None (fresh) or (4, B, heads, head_dim) -> (y (B, T, features), the state
+        after the first `keep` tokens (default: all T))."""
+        wx = self.gate_preactivations(x)
+        if keep is None or keep >= x.shape[1]:
+            h, state = self.slstm_cell.sequence(wx, state, precision=precision, backend=backend)
+        else:
+            h, state = self.slstm_cell.sequence(wx[:, :keep], state, precision=precision, backend=backend)
+            rest, _ = self.slstm_cell.sequence(wx[:, keep:], state, precision=precision, backend=backend)
+            h = torch.cat((h, rest), dim=1)
         return self.group_norm(h.to(x.dtype)), state
 
     def step(self, x: torch.Tensor, state: torch.Tensor, rows: torch.Tensor | None = None, *,
@@ -234,10 +240,11 @@ class SLSTMBlock(nn.Module):
         self.norm_ffn = RMSNorm(features)
         self.ffn = SwiGLUFeedForward(features, ffn_dim)
 
-    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, precision: str,
-                backend: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T, features) -> (x (B, T, features), final sLSTM state (4, B, heads, head_dim))."""
-        y, state = self.slstm_layer(self.norm_slstm(x), state, precision=precision, backend=backend)
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, *, keep: int | None = None,
+                precision: str, backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, features) -> (x (B, T, features), sLSTM state (4, B, heads, head_dim) after the first `keep`
+        tokens (default: all))."""
+        y, state = self.slstm_layer(self.norm_slstm(x), state, keep=keep, precision=precision, backend=backend)
         x = x + y
         return x + self.ffn(self.norm_ffn(x)), state
 
