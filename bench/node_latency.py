@@ -41,8 +41,10 @@ FRAME_SIZE = (480, 640)
 SENSOR_PERIOD_S = 0.01
 FIRST_STAMP_S = 1_700_000_000  # stamps far from zero, like real clocks
 BUILTIN_PROFILE = """<?xml version="1.0" encoding="UTF-8" ?>
-<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"/>
-"""  # no participant profile: Fast DDS's built-in transports
+<profiles xmlns="http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles">
+  <participant profile_name="fastdds_builtin" is_default_profile="true"><rtps/></participant>
+</profiles>
+"""  # a default participant profile that changes nothing: Fast DDS's built-in transports
 TRANSPORTS_HELP = {
     "default": "Fast DDS's built-in transports: shared-memory segments of 512 KiB, so a 640x480 frame (0.9 MB "
                "rgb8, 1.2 MB 32FC1) travels as fragmented UDP, which best-effort sensor QoS loses",
@@ -184,14 +186,17 @@ def measure_depth(spinner: Spinner, start: Callable, checkpoint: Path, args: arg
     frames = [camera_frame(i) for i in range(8)]
     deadline = time.monotonic() + args.start_timeout_s
     warm_stamp = 0
-    while not received:  # the first inference warms up; the link is up once a map comes back
+    def warmed_up() -> bool:  # a map came back, or the node processed a frame (maps may all be lost)
+        return bool(received) or int(newest_status(diagnostics, "depth_node").get("frames.processed", 0)) > 0
+
+    while not warmed_up():  # the first inference warms up
         if time.monotonic() > deadline:
-            raise RuntimeError(f"no depth map received:\n{process.output()[-3000:]}")
+            raise RuntimeError(f"depth_node processed no frame:\n{process.output()[-3000:]}")
         warm_stamp += 1
         message = numpy_to_image(frames[0], "rgb8")
         message.header.stamp.sec = warm_stamp
         publisher.publish(message)
-        wait_for(lambda: bool(received), 1.0)
+        wait_for(warmed_up, 1.0)
     wait_for(lambda: False, 1.0)  # let a warm-up frame still in the worker finish
     published: dict[int, float] = {}
     period = 1.0 / args.camera_hz
@@ -206,7 +211,7 @@ def measure_depth(spinner: Spinner, start: Callable, checkpoint: Path, args: arg
             time.sleep(delay)
         published[stamp] = time.monotonic()
         publisher.publish(message)
-    wait_for(lambda: max(published) in received, args.drain_timeout_s)
+    wait_for(lambda: max(published) in received, args.drain_timeout_s)  # the whole timeout if maps are lost
     wait_for(lambda: False, 1.0)  # one more diagnostics period
     latencies = [received[s] - published[s] for s in published if s in received]
     status = newest_status(diagnostics, "depth_node")

@@ -6,7 +6,7 @@ completed a patch advance together in ONE batched token step (`slstm_step` with 
 buffers (4, capacity, NH, DH), grown by doubling). A forecast runs ceil(H / 32) - 1 masked tokens from a
 copy of the states (the official single-pass rollout), batched across streams; when `forecast` absorbs a
 stream's newest patch, it runs those masked tokens in the same pass as the patch token (one read of the
-weights for both) and keeps their outputs until the next patch. Per stream the engine
+weights for both), as many as the forecasts until the next patch need, and keeps their outputs until then. Per stream the engine
 keeps a constant amount of memory: its state rows, the outputs of its last pass and a ring of the last
 train_ctx_len + 32 samples.
 
@@ -358,9 +358,7 @@ class StreamingForecaster:
             raise ValueError(f"horizon must be a positive integer (samples), got {horizon!r}")
         horizon = int(horizon)
         names = [names] if isinstance(names, str) else list(names)
-        patch = self.config.patch_size
-        known = [self._streams[name] for name in dict.fromkeys(names) if name in self._streams]
-        self._absorb(max((self._rollout_tokens(stream.samples % patch, horizon) for stream in known), default=0))
+        self._absorb(self._rollout_tokens(self.config.patch_size - 1, horizon))  # enough until the next patch
         results: dict[str, StreamForecast | None] = {name: None for name in names}
         ready = [(name, self._streams[name]) for name in dict.fromkeys(names)
                  if name in self._streams and self._streams[name].ingested > 0 and self._streams[name].observed > 0]

@@ -159,7 +159,7 @@ class StatusOutputs:
     sections that go to /diagnostics (the full report is always in the NodeStatus JSON)."""
 
     def __init__(self, node: Node, title: str, make_report: Callable[..., dict[str, Any]],
-                 diagnostic_keys: Callable[[str], bool] = lambda key: True, callback_group=None):
+                 diagnostic_keys: Callable[[str], bool] = lambda key: True):
         self._node = node
         self._title = title
         self._make_report = make_report
@@ -167,7 +167,7 @@ class StatusOutputs:
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._diagnostics = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._status = node.create_publisher(NodeStatus, "~/status", latched)
-        node.create_service(GetStatus, "~/get_status", self._on_get_status, callback_group=callback_group)
+        node.create_service(GetStatus, "~/get_status", self._on_get_status)
 
     def publish(self, report: Mapping[str, Any]) -> None:
         stamp = self._node.get_clock().now().to_msg()

@@ -9,10 +9,12 @@ forecast predicted for it.
 
 Intake. Channels that read the same topic with the same type share ONE subscription (200 channels from
 the 200 entries of one Float64MultiArray cost one subscription); its callback reads every channel's field
-and only resamples under a lock. The model runs in the forecast timer's own callback group, so a slow
-forecast never blocks intake, and the status timer and service have a third group, so they answer while
-the model works (a MultiThreadedExecutor spins all three; the report reads the engine's figures as of the
-last forecast tick). The sample time is the header stamp; a topic whose first message has no stamp
+and only resamples; the forecast timer runs the model. One SingleThreadedExecutor runs all callbacks in
+turn: while a forecast tick runs, messages wait in the DDS queue (keep_all loses none) and the status
+service answers after it. rclpy's MultiThreadedExecutor was tried and dropped: its spinning thread kept
+the GIL busy and a forecast made of many small torch operations waited for the GIL between them (forecast
+latency 19 s instead of 16 ms at 100 Hz in bench/node_latency.py). The report reads the engine's figures
+as of the last forecast tick. The sample time is the header stamp; a topic whose first message has no stamp
 (zero), or a type without a header, uses the receive time for good (mixing two clocks in one grid would
 restart streams); a zero stamp after stamped messages is dropped ("missing_stamp").
 
@@ -68,7 +70,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,9 +78,8 @@ from pathlib import Path
 import numpy as np
 import rclpy
 import torch
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from xlstm_ros_msgs.msg import Anomaly, Forecast
@@ -163,7 +163,6 @@ class Channel:
     new_slots: int = 0
     received: int = 0  # samples (this channel's values of received messages)
     in_state: int = 0  # samples the engine absorbed
-    absorbing: int = 0  # samples drained from the grid that the engine is absorbing right now
     dropped: Counter = field(default_factory=Counter)  # samples by reason
 
 
@@ -197,28 +196,23 @@ class ForecasterNode(Node):
         self.device_fallback = ""
         self.engine = self._load_engine(self.config["device"])
         self.channels, self.sources = self._make_channels(channel_specs)
-        self._lock = threading.Lock()
         self.gaps = PublicationGaps()
         self._restore_state()
 
         self._engine_figures = (0, {})  # (streams, state bytes per stream) as of the last forecast tick
         self._figures_due = 0.0
-        intake = MutuallyExclusiveCallbackGroup()
-        status_group = MutuallyExclusiveCallbackGroup()
         for source in self.sources:
             self.create_subscription(
                 import_message_type(source.type_name), source.requested,
                 lambda msg, info, s=source: self._on_message(s, msg, info), self._intake_qos(),
-                callback_group=intake, event_callbacks=SubscriptionEventCallbacks(
+                event_callbacks=SubscriptionEventCallbacks(
                     incompatible_qos=lambda event, s=source: self._on_incompatible_qos(s, event)))
         self.forecast_publishers = {name: self.create_publisher(Forecast, f"forecast/{name}", 10)
                                     for name in self.channels}
         self.anomaly_publisher = self.create_publisher(Anomaly, "anomalies", 10)
-        self.outputs = StatusOutputs(self, "forecaster", self.report, lambda key: key != "channels",
-                                    callback_group=status_group)
-        self.create_timer(1.0 / self.config["forecast_rate_hz"], self._forecast_tick,
-                          callback_group=MutuallyExclusiveCallbackGroup())
-        self.create_timer(self.config["diagnostics_period_s"], self._publish_status, callback_group=status_group)
+        self.outputs = StatusOutputs(self, "forecaster", self.report, lambda key: key != "channels")
+        self.create_timer(1.0 / self.config["forecast_rate_hz"], self._forecast_tick)
+        self.create_timer(self.config["diagnostics_period_s"], self._publish_status)
         self.get_logger().info(
             f"forecasting {len(self.channels)} channel(s) from {len(self.sources)} subscription(s) every "
             f"{self.config['period_s']} s, horizon {self.config['horizon']}, model {self.engine.model_name} "
@@ -297,24 +291,23 @@ class ForecasterNode(Node):
         lost = self.gaps.lost(info)
         stamp = stamp_seconds(msg.header.stamp) if source.stamped else 0.0
         self.health.count(f"messages.{source.topic}")
-        with self._lock:
-            source.messages += 1
-            source.dds_lost += lost
-            if source.clock is None:
-                source.clock = "header" if stamp > 0.0 else "receive"
-                if source.stamped and source.clock == "receive":
-                    self.get_logger().warning(f"{source.topic}: the first message has no header stamp; "
-                                              "using the receive time for this topic")
-            if source.clock == "receive":
-                stamp = self.get_clock().now().nanoseconds * 1e-9
-            elif stamp <= 0.0:
-                self._drop_message(source, "missing_stamp", "message without a header stamp")
-                return
-            if stamp == source.last_stamp:
-                source.duplicate_stamps += 1
-            source.last_stamp = stamp
-            for channel in source.channels:
-                self._push(channel, msg, stamp)
+        source.messages += 1
+        source.dds_lost += lost
+        if source.clock is None:
+            source.clock = "header" if stamp > 0.0 else "receive"
+            if source.stamped and source.clock == "receive":
+                self.get_logger().warning(f"{source.topic}: the first message has no header stamp; "
+                                          "using the receive time for this topic")
+        if source.clock == "receive":
+            stamp = self.get_clock().now().nanoseconds * 1e-9
+        elif stamp <= 0.0:
+            self._drop_message(source, "missing_stamp", "message without a header stamp")
+            return
+        if stamp == source.last_stamp:
+            source.duplicate_stamps += 1
+        source.last_stamp = stamp
+        for channel in source.channels:
+            self._push(channel, msg, stamp)
 
     def _push(self, channel: Channel, msg, stamp: float) -> None:
         channel.received += 1
@@ -398,13 +391,9 @@ class ForecasterNode(Node):
         self.get_logger().warning(f"{self.device_fallback} with {len(self.engine.stream_names())} stream(s)")
 
     def _absorb_completed(self) -> None:
-        with self._lock:
-            segments = {name: ch.grid.drain() for name, ch in self.channels.items()}
-            for name, channel_segments in segments.items():
-                self.channels[name].absorbing += sum(segment.samples for segment in channel_segments)
-        for name, channel_segments in segments.items():
-            for segment in channel_segments:
-                self._absorb(self.channels[name], segment)
+        for channel in self.channels.values():
+            for segment in channel.grid.drain():
+                self._absorb(channel, segment)
 
     def _absorb(self, channel: Channel, segment) -> None:
         """Feed one grid segment to the engine (restarting the stream after a clock jump)."""
@@ -418,15 +407,11 @@ class ForecasterNode(Node):
             self._check_anomalies(channel, segment.first_slot, segment.values)
             self.engine.observe(channel.name, segment.values)
         except Exception as error:  # never lose samples silently, never stop the node
-            with self._lock:
-                channel.absorbing -= segment.samples
-                channel.dropped["engine_error"] += segment.samples
+            channel.dropped["engine_error"] += segment.samples
             self.health.error("engine")
             self.warn("engine_error", f"channel '{channel.name}': samples not absorbed: {error!r}")
             return
-        with self._lock:
-            channel.absorbing -= segment.samples
-            channel.in_state += segment.samples
+        channel.in_state += segment.samples
         missing = int(np.isnan(segment.values).sum())
         if missing:
             self.health.count(f"missing_slots.{channel.name}", missing)
@@ -512,15 +497,14 @@ class ForecasterNode(Node):
         """The status report (module docstring); engine figures as of the last forecast tick. `periodic`:
         the timer's report, which moves the mark that level ("warn": drops since then) compares with."""
         streams, state_bytes = self._engine_figures
-        with self._lock:
-            channels = {name: {"topic": ch.source.topic, "received": ch.received, "in_state": ch.in_state,
-                               "waiting": ch.grid.waiting + ch.absorbing, "dropped": dict(ch.dropped),
-                               "state_bytes": state_bytes.get(name, 0)}
-                        for name, ch in self.channels.items()}
-            topics = {s.topic: {"type": s.type_name, "channels": [ch.name for ch in s.channels], "clock": s.clock or "",
-                                "messages": s.messages, "dds_lost": s.dds_lost, "duplicate_stamps": s.duplicate_stamps,
-                                "publishers": s.publishers, "foreign_types": list(s.foreign_types)}
-                      for s in self.sources}
+        channels = {name: {"topic": ch.source.topic, "received": ch.received, "in_state": ch.in_state,
+                           "waiting": ch.grid.waiting, "dropped": dict(ch.dropped),
+                           "state_bytes": state_bytes.get(name, 0)}
+                    for name, ch in self.channels.items()}
+        topics = {s.topic: {"type": s.type_name, "channels": [ch.name for ch in s.channels], "clock": s.clock or "",
+                            "messages": s.messages, "dds_lost": s.dds_lost, "duplicate_stamps": s.duplicate_stamps,
+                            "publishers": s.publishers, "foreign_types": list(s.foreign_types)}
+                  for s in self.sources}
         drops = sum((Counter(entry["dropped"]) for entry in channels.values()), Counter())
         drops["dds_lost"] = sum(entry["dds_lost"] for entry in topics.values())
         samples = {key: sum(entry[key] for entry in channels.values()) for key in ("received", "in_state", "waiting")}
@@ -549,9 +533,8 @@ class ForecasterNode(Node):
         path = self.config["state_file"]
         if not path:
             return
-        with self._lock:
-            for channel in self.channels.values():
-                channel.grid.complete_all()
+        for channel in self.channels.values():
+            channel.grid.complete_all()
         self._absorb_completed()
         channels = {name: {"topic": ch.source.topic, "type": ch.source.type_name, "field": ch.field.text,
                            "next_slot": ch.grid.next_slot, "origin_slot": ch.origin_slot, "clock": ch.source.clock,
@@ -617,7 +600,7 @@ def main(args=None) -> int:
     node = None
     try:
         node = ForecasterNode()
-        executor = MultiThreadedExecutor(num_threads=3)
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
     except ParameterError as error:
