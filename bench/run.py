@@ -158,7 +158,7 @@ def table(results_dir: Path, summary: dict[str, Any]) -> str:
     loads = [dig(d, "load_average_before") for d in (forecast, depth, node) if d]
     lines += ["", f"Measured on {machine.get('cpu', '?')} ({machine.get('logical_cpus', '?')} cores), "
               f"{dig(forecast, 'threads') or dig(depth, 'threads') or '?'} pinned torch thread(s), random "
-              f"weights, batch 1, median of several runs; 1-minute load before the runs: "
+              f"weights except the rows that name the shipped TiRex, batch 1, median of several runs; 1-minute load before the runs: "
               f"{', '.join(str(load[0]) for load in loads if load) or '?'}; commit {s['commit']}. "
               "Ratios are measured side by side in one process. Depth ratios compare the same token count "
               "(ours at 16x the DA patch grid); `bench/results/*.json` have every number, the command and the "
