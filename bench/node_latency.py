@@ -25,16 +25,18 @@ import argparse
 import os
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from bench.common import (RESULTS_DIR, Record, percentiles, pin_threads, print_child_result, run_child,
                           wait_until_quiet)
 from xlstm_ros.nodes.processes import adopt_ros_environment, reserve_domain_id, ros_arguments, start_node
+
+if TYPE_CHECKING:  # rclpy is imported once the session has set this process's Fast DDS profile
+    from xlstm_ros.nodes.spinning import SpinningNode
 
 MODULE = "bench.node_latency"
 FRAME_SIZE = (480, 640)
@@ -50,40 +52,6 @@ TRANSPORTS_HELP = {
                "rgb8, 1.2 MB 32FC1) travels as fragmented UDP, which best-effort sensor QoS loses",
     "large_shm": "the package's Fast DDS profile (config/fastdds_large_shm.xml, what the launch files, the demo "
                  "and play use): a 16 MiB shared-memory segment, so whole frames pass through shared memory"}
-
-
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval_s)
-    return bool(predicate())
-
-
-class Spinner:
-    """An rclpy node of this process, spun by a background executor thread."""
-
-    def __init__(self, context, name: str) -> None:
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
-
-        self.node = Node(name, context=context)
-        self._executor = SingleThreadedExecutor(context=context)
-        self._executor.add_node(self.node)
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self._running and self.node.context.ok():
-            self._executor.spin_once(timeout_sec=0.02)
-
-    def close(self) -> None:
-        self._running = False
-        self._thread.join(timeout=5)
-        self._executor.shutdown()
-        self.node.destroy_node()
 
 
 def newest_status(messages: list, node_name: str) -> dict[str, str]:
@@ -163,13 +131,14 @@ def camera_frame(index: int) -> np.ndarray:
     return frame.astype(np.uint8)
 
 
-def measure_depth(spinner: Spinner, start: Callable, checkpoint: Path, args: argparse.Namespace
+def measure_depth(spinner: SpinningNode, start: Callable, checkpoint: Path, args: argparse.Namespace
                   ) -> dict[str, Any]:
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     from xlstm_ros.nodes.image_conv import numpy_to_image
+    from xlstm_ros.nodes.spinning import wait_for
 
     params = {"checkpoint": str(checkpoint), "device": "cpu", "diagnostics_period_s": 0.5, "publish_colored": True}
     process = start("depth_node", ros_arguments(parameters=params, remappings={"image": "/bench/image"}))
@@ -226,11 +195,13 @@ def measure_depth(spinner: Spinner, start: Callable, checkpoint: Path, args: arg
 
 # ------------------------------------------------------------------------------------------------ forecast
 
-def measure_forecast(spinner: Spinner, start: Callable, checkpoint: Path, args: argparse.Namespace
+def measure_forecast(spinner: SpinningNode, start: Callable, checkpoint: Path, args: argparse.Namespace
                      ) -> dict[str, Any]:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Imu
     from xlstm_ros_msgs.msg import Forecast
+
+    from xlstm_ros.nodes.spinning import wait_for
 
     params = {"device": "cpu", "period_s": SENSOR_PERIOD_S, "horizon": 64, "forecast_rate_hz": args.forecast_hz,
               "lateness_s": 0.0, "channels": ["accel_z"], "diagnostics_period_s": 0.5,
@@ -339,6 +310,8 @@ def session(transport: str, with_forecast: bool, args: argparse.Namespace) -> di
         adopt_ros_environment(domain.domain_id, directory / "ros")
         import rclpy
 
+        from xlstm_ros.nodes.spinning import SpinningNode
+
         context = rclpy.context.Context()
         rclpy.init(context=context, domain_id=domain.domain_id)
         started = []
@@ -350,7 +323,7 @@ def session(transport: str, with_forecast: bool, args: argparse.Namespace) -> di
             return process
 
         def run(name: str, measure: Callable, checkpoint: Path) -> dict[str, Any]:
-            spinner = Spinner(context, name)
+            spinner = SpinningNode(context, name)
             try:
                 return measure(spinner, start, checkpoint, args)
             finally:

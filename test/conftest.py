@@ -59,7 +59,7 @@ def ros_context(ros_domain, tmp_path, monkeypatch):
 @pytest.fixture
 def test_node(ros_context, request):
     """A spinning rclpy node in the test process."""
-    from ros_support import SpinningNode
+    from xlstm_ros.nodes.spinning import SpinningNode
 
     node = SpinningNode(ros_context, "test_" + request.node.name.split("[")[0][:40])
     yield node

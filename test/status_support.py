@@ -15,7 +15,7 @@ LOG_LINE = re.compile(r"^\[(?P<level>[A-Z]+)\] \[(?P<stamp>\d+\.\d+)\] \[[^\]]+\
 
 
 class StatusClient:
-    """Calls `<node>/get_status` from a SpinningNode (ros_support) and returns the report as a dict."""
+    """Calls `<node>/get_status` from a SpinningNode (xlstm_ros.nodes.spinning) and returns the report as a dict."""
 
     def __init__(self, spinning_node, node_name: str):
         self._client = spinning_node.node.create_client(GetStatus, f"/{node_name}/get_status")

@@ -1,13 +1,13 @@
 """BagRecorder and BagPlayer: what travelled over DDS is what the bag holds and what playback sends."""
 import numpy as np
 import pytest
-from ros_support import wait_for
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 from xlstm_ros_msgs.msg import Forecast
 
 from xlstm_ros.nodes.bags import BagPlayer, BagRecorder, read_messages
 from xlstm_ros.nodes.image_conv import image_to_numpy, numpy_to_image
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 

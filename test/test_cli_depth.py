@@ -4,19 +4,14 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
+from support_depth import write_random_depth_checkpoint
 
 from xlstm_ros.cli import main
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)
-    config = DepthConfig(backbone=vil_config("vil_micro"), neck_channels=(8, 16, 32, 64), features=16,
-                         input_short_side=64)
-    return save_depth_checkpoint(DepthModel(config), tmp_path_factory.mktemp("depth") / "tiny.pt")
+    return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"), input_short_side=64, seed=1)
 
 
 def test_folder_of_images(tmp_path, checkpoint, capsys):

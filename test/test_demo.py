@@ -4,12 +4,10 @@ import json
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image as PILImage
+from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
 from xlstm_ros.nodes.bags import read_messages
 from xlstm_ros.nodes.demo import DemoOptions, run_demo
 from xlstm_ros.nodes.image_conv import image_to_numpy
@@ -21,11 +19,7 @@ pytestmark = pytest.mark.ros
 def checkpoints(tmp_path_factory):
     """Small models with random weights: the demo's plumbing does not depend on what they learned."""
     directory = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    depth = save_depth_checkpoint(DepthModel(DepthConfig(backbone=vil_config("vil_micro"),
-                                                         neck_channels=(8, 16, 32, 64), features=16,
-                                                         input_short_side=64)), directory / "depth.pt")
-    return depth, write_random_checkpoint(directory)
+    return write_random_depth_checkpoint(directory, input_short_side=64), write_random_checkpoint(directory)
 
 
 def test_short_demo_records_depth_and_forecasts_and_draws_pictures(tmp_path, checkpoints):

@@ -3,26 +3,19 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import qos_profile_sensor_data
-from ros_support import wait_for
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from support_depth import write_random_depth_checkpoint
 
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
 from xlstm_ros.nodes.image_conv import image_to_numpy, numpy_to_image
 from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A tiny ViL+DPT model with random weights (a real model and a real checkpoint file)."""
-    import torch
-
-    torch.manual_seed(0)
-    config = DepthConfig(backbone=vil_config("vil_micro"), neck_channels=(8, 16, 32, 64), features=16,
-                         input_short_side=64)
-    return save_depth_checkpoint(DepthModel(config), tmp_path_factory.mktemp("depth") / "tiny.pt")
+    return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"), input_short_side=64)
 
 
 def start(node_process, checkpoint, **parameters):

@@ -14,18 +14,17 @@ import numpy as np
 import pytest
 import torch
 from rclpy.qos import qos_profile_sensor_data
-from ros_support import wait_for
 from sensor_msgs.msg import BatteryState, Image
 from status_support import StatusClient, node_in_process
+from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters, stamp_of
 from xlstm_ros_msgs.msg import Forecast
 
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
 from xlstm_ros.nodes.image_conv import numpy_to_image
 from xlstm_ros.nodes.params import ParameterError
 from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.1
@@ -41,10 +40,7 @@ def tirex_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def depth_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    config = DepthConfig(backbone=vil_config("vil_micro"), neck_channels=(8, 16, 32, 64), features=16,
-                         input_short_side=32)
-    return save_depth_checkpoint(DepthModel(config), tmp_path_factory.mktemp("depth") / "tiny.pt")
+    return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"))
 
 
 def forecaster(ros_context, model_file, **parameters):

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from ros_support import wait_for
 from sensor_msgs.msg import BatteryState, Image, Imu
 from support_tirex import write_random_checkpoint
 from xlstm_ros_msgs.msg import Forecast
 
 from xlstm_ros.nodes.image_conv import numpy_to_image
 from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.1

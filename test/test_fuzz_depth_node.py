@@ -13,15 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rclpy.qos import qos_profile_sensor_data
-from ros_support import wait_for
 from sensor_msgs.msg import Image
 from status_support import StatusClient, assert_throttled, log_times_by_cause
+from support_depth import write_random_depth_checkpoint
 from test_fuzz_image_conv import images
 
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
 from xlstm_ros.nodes.image_conv import RGB_CONVERTIBLE, ImageConversionError, image_to_numpy, numpy_to_image
 from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 EARLY_CAUSES = ("unsupported_encoding", "bad_step", "short_data", "empty_image")
@@ -29,12 +28,7 @@ EARLY_CAUSES = ("unsupported_encoding", "bad_step", "short_data", "empty_image")
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    config = DepthConfig(backbone=vil_config("vil_micro"), neck_channels=(8, 16, 32, 64), features=16,
-                         input_short_side=32)
-    return save_depth_checkpoint(DepthModel(config), tmp_path_factory.mktemp("depth") / "tiny.pt")
+    return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"))
 
 
 def rejected_on_arrival(msg: Image) -> str | None:

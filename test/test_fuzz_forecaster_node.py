@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ros_support import wait_for
 from sensor_msgs.msg import BatteryState
 from status_support import StatusClient, assert_throttled, log_times_by_cause
 from std_msgs.msg import Float64, Float64MultiArray
@@ -26,6 +25,7 @@ from xlstm_ros_msgs.msg import Forecast
 from xlstm_ros.engines.resample import GridResampler
 from xlstm_ros.models.tirex import TiRexConfig
 from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.1

@@ -15,17 +15,16 @@ import time
 import numpy as np
 import pytest
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from ros_support import wait_for
 from sensor_msgs.msg import Image
 from status_support import StatusClient, rss_mb
 from std_msgs.msg import Float64MultiArray
+from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters
 
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
 from xlstm_ros.nodes.image_conv import numpy_to_image
 from xlstm_ros.nodes.processes import ros_arguments
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 CHANNELS = 200
@@ -33,12 +32,7 @@ CHANNELS = 200
 
 @pytest.fixture(scope="module")
 def depth_checkpoint(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    config = DepthConfig(backbone=vil_config("vil_micro"), neck_channels=(8, 16, 32, 64), features=16,
-                         input_short_side=128)
-    return save_depth_checkpoint(DepthModel(config), tmp_path_factory.mktemp("depth") / "tiny.pt")
+    return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"), input_short_side=128)
 
 
 def test_camera_at_60_fps_newest_frame_wins(node_process, test_node, depth_checkpoint):

@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
-from ros_support import wait_for
 from sensor_msgs.msg import BatteryState, Image
 from status_support import StatusClient, node_in_process
+from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters, stamp_of
 from xlstm_ros_msgs.msg import Anomaly, NodeStatus
 
-from xlstm_ros.models.depth import RELATIVE, DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import vil_config
+from xlstm_ros.models.depth import RELATIVE
 from xlstm_ros.nodes.diagnostics import NodeHealth, PublicationGaps, RateMeter, flatten
 from xlstm_ros.nodes.image_conv import numpy_to_image
+from xlstm_ros.nodes.spinning import wait_for
 
 T0 = 1_700_000_000.0
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -75,12 +75,7 @@ def tirex_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def depth_checkpoint(tmp_path_factory):
-    import torch
-
-    torch.manual_seed(0)
-    config = DepthConfig(backbone=vil_config("vil_micro"), neck_channels=(8, 16, 32, 64), features=16,
-                         input_short_side=32)
-    return save_depth_checkpoint(DepthModel(config), tmp_path_factory.mktemp("depth") / "tiny.pt")
+    return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"))
 
 
 @pytest.mark.ros

@@ -10,8 +10,8 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from ros_support import wait_for
 from xlstm_ros.nodes.processes import ros_environment
+from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 FRAMES = 30

@@ -1,4 +1,8 @@
-"""Helpers for tests that talk to real node processes over DDS (see conftest.py for the fixtures)."""
+"""An rclpy node spun by a background thread, and polling until something has arrived.
+
+For programs that drive node processes from outside and watch what they publish: the benchmarks and the
+tests. The caller's thread stays free to publish and measure while the executor thread delivers messages.
+"""
 from __future__ import annotations
 
 import threading
@@ -10,7 +14,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
     """Poll `predicate` until it is true or `timeout_s` has passed; returns its last value."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -21,19 +25,19 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
 
 
 class SpinningNode:
-    """An rclpy node in the test process, spun by a background executor thread."""
+    """An rclpy node on `context`, spun by a background executor thread until `close`."""
 
     def __init__(self, context: rclpy.context.Context, name: str):
         self.node = Node(name, context=context)
         self._executor = SingleThreadedExecutor(context=context)
         self._executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._running = True
+        self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
         while self._running and self.node.context.ok():
-            self._executor.spin_once(timeout_sec=0.05)
+            self._executor.spin_once(timeout_sec=0.02)
 
     def collect(self, msg_type, topic: str, qos=10) -> list:
         """Subscribe to `topic` and return the list that received messages are appended to."""
