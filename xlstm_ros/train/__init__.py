@@ -1,1 +1,1 @@
-"""Synthetic data, training loops and evaluation for the two models."""
+"""Training loops of the two models on one runtime (runtime.py): forecast_train.py and depth_train.py."""

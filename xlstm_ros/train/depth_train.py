@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import json
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
@@ -47,7 +45,7 @@ from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoin
 from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, vil_config
 from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, add_run_arguments, check_resumable,
                                      config_from_args, learning_rate, parameter_groups, start_process, write_log)
-from xlstm_ros.train.scenes import SceneDataset, make_dataset
+from xlstm_ros.sim.scenes import SceneDataset, render_dataset
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
@@ -375,43 +373,10 @@ def load_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.opt
 # The run
 
 
-def _report_rendering(done: int, total: int, root: str) -> None:
-    print(f"scenes: {done}/{total} frames in {root}", flush=True)
-
-
-def _cache_complete(root: Path, n: int, seed: int, size: tuple[int, int]) -> bool:
-    """True when `root` holds all n frames of (seed, size), so that no renderer needs to start."""
-    try:
-        manifest = SceneDataset(root).manifest
-    except (FileNotFoundError, ValueError):
-        return False
-    if (manifest["n"], manifest["seed"], manifest["height"], manifest["width"]) != (n, seed, *size):
-        return False
-    return all((root / f"shard_{shard:05d}.npz").is_file() for shard in range(-(-n // manifest["shard_size"])))
-
-
-def render_scenes(root: str | os.PathLike, n: int, seed: int, size: tuple[int, int]) -> Path:
-    """make_dataset(root, n, seed, size) in a fresh child process; a complete cache is only checked.
-
-    The child keeps OpenGL out of this process: Mesa's llvmpipe and Triton each load their own LLVM, and
-    importing Triton (which torch does lazily, e.g. in the optimizer) after a GL context existed crashes.
-    """
-    if _cache_complete(Path(root), n, seed, size):
-        return Path(root)
-    context = multiprocessing.get_context("spawn")
-    child = context.Process(target=make_dataset, args=(str(root), n, seed, tuple(size)),
-                            kwargs={"progress": functools.partial(_report_rendering, root=str(root))})
-    child.start()
-    child.join()
-    if child.exitcode != 0:
-        raise RuntimeError(f"rendering scenes into {root} failed (exit code {child.exitcode}; its error is above)")
-    return Path(root)
-
-
 def prepare_scenes(config: DepthTrainConfig, process: Process) -> Path:
     """Render the training frames into the cache (rank 0; a complete cache is reused) and return its folder."""
     if process.is_main:
-        render_scenes(config.scenes_dir, config.n_frames, config.data_seed, config.frame_size)
+        render_dataset(config.scenes_dir, config.n_frames, config.data_seed, config.frame_size)
     process.barrier()
     return config.scenes_dir
 

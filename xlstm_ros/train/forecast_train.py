@@ -1,6 +1,6 @@
 """Training of the TiRex-architecture forecaster on synthetic series with the quantile (pinball) loss.
 
-Data: `SeriesCache` generates the synthetic mixture of `xlstm_ros.train.series` once into a cache folder
+Data: `SeriesCache` generates the synthetic mixture of `xlstm_ros.sim.series` once into a cache folder
 and memory-maps it. Every step draws, per window, a random crop of (N + 1) patches (N = train_ctx_len /
 patch_size tokens, plus the patch the last token forecasts), applies TiRex-style augmentations (amplitude
 modulation, censoring, spikes, NaN gaps) and builds the model input the way inference sees it
@@ -50,7 +50,7 @@ from xlstm_ros.models.tirex import (DEFAULT_QUANTILES, TiRex, TiRexConfig, load_
                                     save_tirex_checkpoint, standardize, tokenize, window_stats)
 from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, add_run_arguments, check_resumable,
                                      config_from_args, learning_rate, parameter_groups, start_process, write_log)
-from xlstm_ros.train.series import DEFAULT_MIXTURE, Augmentations, Mixture, SeriesCache
+from xlstm_ros.sim.series import DEFAULT_MIXTURE, Augmentations, Mixture, SeriesCache
 
 MODEL_NAME = "model.ckpt"
 STATE_NAME = "training_state.pt"

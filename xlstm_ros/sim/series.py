@@ -2,13 +2,14 @@
 
 Every generator is a frozen dataclass (its fields are the recipe) called as `gen(rng, n, length)` and
 returns `n` series as a float64 array `[n, length]`, vectorised over the batch. The families follow the
-zero-shot forecasting literature (research/ts-eval.md, "Synthetic pre-training"):
+zero-shot forecasting literature (TimesFM, Chronos, TiRex):
 
 * `Structural`: piecewise-linear trend, level steps, calendar seasonalities with harmonics, ARMA noise.
 * `KernelSynth`: Gaussian-process samples from a random composition of kernels (Chronos).
 * `TSMixup`: Dirichlet mixtures of 1-3 mean-scaled series (Chronos).
 * `MultiSeasonal`: sums of sines with calendar or free periods.
-* Sensor regimes of a drone or robot: `Battery` voltage, `Temperature`, `Imu` acceleration, `BaroAltitude`.
+* Sensor regimes of a drone or robot (sensors.py): `Battery` voltage, `Temperature`, `Imu` acceleration,
+  `BaroAltitude`.
 
 `Augmentations` adds TiRex-style corruptions (amplitude modulation, censoring, spikes, NaN gaps) and is cheap
 enough to apply to every training batch. `Mixture` draws from weighted generators; `SeriesCache` writes a
@@ -30,6 +31,10 @@ from typing import Callable, Protocol
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from xlstm_ros.sim.sensors import BaroAltitude, Battery, Imu, Temperature
+from xlstm_ros.sim.signals import arma_noise, integers_between, log_uniform, resample_linear, seasonal_waves, \
+    smooth_curve, uniform
+
 #: Seasonal periods of common sampling frequencies: quarterly 4, daily-weekly 7, monthly 12, hourly 24,
 #: half-hourly 48, weekly-yearly 52.
 CALENDAR_PERIODS: tuple[int, ...] = (4, 7, 12, 24, 48, 52)
@@ -43,109 +48,6 @@ class SeriesGenerator(Protocol):
     """A family of synthetic series: `gen(rng, n, length) -> float64 [n, length]`."""
 
     def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray: ...
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Vectorised building blocks (batch on axis 0, time on axis 1)
-
-
-def _uniform(rng: np.random.Generator, bounds: tuple[float, float], size) -> np.ndarray:
-    return rng.uniform(bounds[0], bounds[1], size)
-
-
-def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float], size) -> np.ndarray:
-    return np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]), size))
-
-
-def _count(rng: np.random.Generator, bounds: tuple[int, int], n: int) -> np.ndarray:
-    """Integers drawn uniformly from the inclusive range `bounds`, one per series."""
-    return rng.integers(bounds[0], bounds[1] + 1, n)
-
-
-def resample_linear(values: np.ndarray, length: int) -> np.ndarray:
-    """Linearly interpolate rows sampled on an even grid over [0, 1] onto `length` even points."""
-    knots = values.shape[1]
-    if knots == length:
-        return values
-    position = np.linspace(0.0, knots - 1, length)
-    left = np.minimum(position.astype(np.int64), knots - 2)
-    weight = position - left
-    return values[:, left] * (1.0 - weight) + values[:, left + 1] * weight
-
-
-def smooth_curve(rng: np.random.Generator, n: int, length: int, knots: int) -> np.ndarray:
-    """Piecewise-linear random curves through `knots` standard-normal values, `[n, length]`."""
-    return resample_linear(rng.standard_normal((n, knots)), length)
-
-
-def lowpass(x: np.ndarray, alpha: np.ndarray, initial: np.ndarray | None = None) -> np.ndarray:
-    """First-order filter y[t] = alpha * y[t-1] + (1 - alpha) * x[t], one `alpha` per series."""
-    alpha = np.asarray(alpha, dtype=np.float64).reshape(-1)
-    y = np.empty_like(x)
-    state = x[:, 0].copy() if initial is None else np.asarray(initial, dtype=np.float64).copy()
-    gain = 1.0 - alpha
-    for t in range(x.shape[1]):
-        state = alpha * state + gain * x[:, t]
-        y[:, t] = state
-    return y
-
-
-def piecewise_constant(rng: np.random.Generator, n: int, length: int,
-                       segments: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """Segment index `[n, length]` of random segments (count per series in `segments`), and the max count."""
-    count = _count(rng, segments, n)
-    most = int(segments[1])
-    bounds = np.sort(rng.integers(1, max(length, 2), (n, max(most - 1, 1))), axis=1)
-    active = np.arange(bounds.shape[1])[None, :] < (count - 1)[:, None]
-    bounds = np.where(active, bounds, length)  # inactive boundaries sit past the end
-    t = np.arange(length)
-    index = (t[None, None, :] >= bounds[:, :, None]).sum(axis=1)
-    return index, most
-
-
-def arma_noise(rng: np.random.Generator, n: int, length: int, ar_roots: tuple[float, float],
-               ma: tuple[float, float], burn_in: int = 200) -> np.ndarray:
-    """Stationary ARMA(2, 1) noise with unit sample std per series.
-
-    The AR polynomial is built from two real roots drawn from `ar_roots` (|root| < 1 keeps it stationary).
-    """
-    if not (-1.0 < ar_roots[0] <= ar_roots[1] < 1.0):
-        raise ValueError(f"ar_roots must lie inside (-1, 1), got {ar_roots}")
-    root_a, root_b = _uniform(rng, ar_roots, n), _uniform(rng, ar_roots, n)
-    phi1, phi2 = root_a + root_b, -root_a * root_b
-    theta = _uniform(rng, ma, n)
-    shocks = rng.standard_normal((n, length + burn_in))
-    x = np.empty_like(shocks)
-    prev1 = prev2 = np.zeros(n)
-    prev_shock = np.zeros(n)
-    for t in range(shocks.shape[1]):
-        current = phi1 * prev1 + phi2 * prev2 + shocks[:, t] + theta * prev_shock
-        x[:, t] = current
-        prev2, prev1, prev_shock = prev1, current, shocks[:, t]
-    x = x[:, burn_in:]
-    x -= x.mean(axis=1, keepdims=True)
-    return x / np.maximum(x.std(axis=1, keepdims=True), 1e-12)
-
-
-def seasonal_waves(rng: np.random.Generator, periods: np.ndarray, amplitudes: np.ndarray, length: int,
-                   harmonics: int, harmonic_decay: tuple[float, float]) -> np.ndarray:
-    """Sum over columns of periodic waves: fundamental of `periods[:, j]` plus weaker harmonics.
-
-    `periods` and `amplitudes` are `[n, k]`; harmonic h has amplitude `amplitude * decay**(h - 1)`
-    (decay < 1 keeps the fundamental dominant) and a random phase. Harmonics at or above the Nyquist
-    frequency (h / period >= 1/2) are left out: they would alias onto lower frequencies.
-    """
-    n, k = periods.shape
-    t = np.arange(length, dtype=np.float64)
-    out = np.zeros((n, length))
-    for j in range(k):
-        decay = _uniform(rng, harmonic_decay, n)
-        used = _count(rng, (1, harmonics), n)
-        for h in range(1, harmonics + 1):
-            weight = amplitudes[:, j] * decay ** (h - 1) * (h <= used) * (2 * h < periods[:, j])
-            phase = rng.uniform(0.0, 2 * np.pi, n)
-            out += weight[:, None] * np.sin(2 * np.pi * h * t[None, :] / periods[:, j, None] + phase[:, None])
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -175,7 +77,7 @@ class Structural:
 
     def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
         t = np.arange(length, dtype=np.float64)
-        slope = _uniform(rng, self.trend_change, n) / length
+        slope = uniform(rng, self.trend_change, n) / length
         y = slope[:, None] * t[None, :]
         break_scale = max(abs(self.trend_change[0]), abs(self.trend_change[1])) / length
         for _ in range(self.max_trend_breaks):
@@ -187,14 +89,14 @@ class Structural:
             active = rng.random(n) < 0.5
             at = rng.uniform(0.05, 0.95, n) * length
             y += (rng.normal(0.0, self.step_std, n) * active)[:, None] * (t[None, :] >= at[:, None])
-        count = _count(rng, self.seasonalities, n)
+        count = integers_between(rng, self.seasonalities, n)
         most = self.seasonalities[1]
         if most > 0:
             periods = rng.choice(np.asarray(self.periods, dtype=np.float64), (n, most))
-            amplitudes = _uniform(rng, self.seasonal_amplitude, (n, most)) * (np.arange(most) < count[:, None])
+            amplitudes = uniform(rng, self.seasonal_amplitude, (n, most)) * (np.arange(most) < count[:, None])
             y += seasonal_waves(rng, periods, amplitudes, length, self.harmonics, self.harmonic_decay)
         noise = arma_noise(rng, n, length, self.ar_roots, self.ma)
-        return y + _uniform(rng, self.noise_std, n)[:, None] * noise
+        return y + uniform(rng, self.noise_std, n)[:, None] * noise
 
 
 #: Kernel names of `KernelSynth.bank`.
@@ -315,12 +217,12 @@ class MultiSeasonal:
     def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
         k = self.max_components
         calendar = rng.choice(np.asarray(self.periods, dtype=np.float64), (n, k))
-        free = _log_uniform(rng, self.free_period, (n, k))
+        free = log_uniform(rng, self.free_period, (n, k))
         periods = np.where(rng.random((n, k)) < self.calendar_share, calendar, free)
-        count = _count(rng, (1, k), n)
-        amplitudes = _log_uniform(rng, self.amplitude, (n, k)) * (np.arange(k) < count[:, None])
+        count = integers_between(rng, (1, k), n)
+        amplitudes = log_uniform(rng, self.amplitude, (n, k)) * (np.arange(k) < count[:, None])
         y = seasonal_waves(rng, periods, amplitudes, length, self.harmonics, self.harmonic_decay)
-        return y + _uniform(rng, self.noise_std, n)[:, None] * rng.standard_normal((n, length))
+        return y + uniform(rng, self.noise_std, n)[:, None] * rng.standard_normal((n, length))
 
 
 @dataclass(frozen=True)
@@ -333,7 +235,7 @@ class TSMixup:
     alpha: float = 1.5
 
     def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        sources = _count(rng, (1, self.max_sources), n)
+        sources = integers_between(rng, (1, self.max_sources), n)
         pool = self.base(rng, int(sources.sum()), length)
         pool = pool / np.maximum(np.nanmean(np.abs(pool), axis=1, keepdims=True), 1e-12)
         weights = rng.dirichlet(np.full(self.max_sources, self.alpha), n)
@@ -347,157 +249,13 @@ class TSMixup:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Sensor regimes (physical units)
-
-
-def battery_open_circuit_voltage(state_of_charge: np.ndarray) -> np.ndarray:
-    """LiPo cell open-circuit voltage [V] for a state of charge in [0, 1] (4.2 V full, knee near empty)."""
-    s = np.clip(state_of_charge, 0.0, 1.0)
-    return 3.5 + 0.55 * s + 0.15 * s ** 4 - 0.25 * np.exp(-s / 0.06)
-
-
-@dataclass(frozen=True)
-class Battery:
-    """Pack voltage [V] of a 3-6 cell LiPo discharging under a varying load.
-
-    The load is piecewise constant in C-rate (idle, hover, climb); the state of charge falls with the charge
-    drawn (`discharge` of the capacity over the series); the terminal voltage is the open-circuit voltage
-    minus an ohmic sag and a first-order RC polarisation that recovers slowly after load drops.
-    """
-
-    cells: tuple[int, ...] = (3, 4, 6)
-    load_c_rate: tuple[float, float] = (0.05, 4.0)
-    load_segments: tuple[int, int] = (1, 12)
-    discharge: tuple[float, float] = (0.1, 0.7)
-    ohmic_v_per_c: tuple[float, float] = (0.005, 0.03)
-    polarisation_v_per_c: tuple[float, float] = (0.005, 0.03)
-    polarisation_samples: tuple[float, float] = (5.0, 100.0)
-    noise_v: tuple[float, float] = (0.002, 0.02)
-
-    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        segment, most = piecewise_constant(rng, n, length, self.load_segments)
-        levels = _log_uniform(rng, self.load_c_rate, (n, most))
-        c_rate = np.take_along_axis(levels, segment, axis=1)
-        c_rate = c_rate * np.exp(0.05 * rng.standard_normal((n, length)))  # throttle jitter
-        drawn = np.cumsum(c_rate, axis=1) / c_rate.sum(axis=1, keepdims=True)
-        discharge = _uniform(rng, self.discharge, n)
-        start = rng.uniform(discharge + 0.02, 1.0)
-        soc = start[:, None] - discharge[:, None] * drawn
-        alpha = np.exp(-1.0 / _uniform(rng, self.polarisation_samples, n))
-        polarisation = lowpass(c_rate * _uniform(rng, self.polarisation_v_per_c, n)[:, None], alpha)
-        cell = battery_open_circuit_voltage(soc) - c_rate * _uniform(rng, self.ohmic_v_per_c, n)[:, None]
-        cell -= polarisation
-        cells = rng.choice(np.asarray(self.cells, dtype=np.float64), n)
-        noise = _uniform(rng, self.noise_v, n)[:, None] * rng.standard_normal((n, length))
-        return cells[:, None] * cell + noise
-
-
-@dataclass(frozen=True)
-class Temperature:
-    """Temperature [deg C] of a component: ambient drift plus heating episodes through a first-order thermal
-    response (time constant in samples), with sensor noise and optional quantisation."""
-
-    ambient_c: tuple[float, float] = (-10.0, 35.0)
-    drift_c: tuple[float, float] = (0.0, 4.0)
-    heating_episodes: tuple[int, int] = (0, 4)
-    episode_share: tuple[float, float] = (0.05, 0.3)
-    heater_gain_c: tuple[float, float] = (3.0, 40.0)
-    time_constant_samples: tuple[float, float] = (20.0, 400.0)
-    noise_c: tuple[float, float] = (0.01, 0.2)
-    quantisation_c: tuple[float, ...] = (0.0, 0.0625, 0.1)
-
-    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        t = np.arange(length)
-        ambient = _uniform(rng, self.ambient_c, n)[:, None] + _uniform(rng, self.drift_c, n)[:, None] * (
-            0.5 * smooth_curve(rng, n, length, 6) + rng.uniform(-1, 1, n)[:, None] * t / length)
-        power = np.zeros((n, length))
-        count = _count(rng, self.heating_episodes, n)
-        for episode in range(self.heating_episodes[1]):
-            duration = _uniform(rng, self.episode_share, n) * length
-            start = rng.uniform(0, length, n)
-            on = (t[None, :] >= start[:, None]) & (t[None, :] < (start + duration)[:, None])
-            power += on * (episode < count)[:, None] * rng.uniform(0.5, 1.0, n)[:, None]
-        power = np.minimum(power, 1.0)
-        target = ambient + _uniform(rng, self.heater_gain_c, n)[:, None] * power
-        alpha = np.exp(-1.0 / _uniform(rng, self.time_constant_samples, n))
-        temperature = lowpass(target, alpha, initial=ambient[:, 0])
-        temperature += _uniform(rng, self.noise_c, n)[:, None] * rng.standard_normal((n, length))
-        step = rng.choice(np.asarray(self.quantisation_c), n)[:, None]
-        return np.where(step > 0, np.round(temperature / np.where(step > 0, step, 1.0)) * step, temperature)
-
-
-@dataclass(frozen=True)
-class Imu:
-    """One accelerometer axis [m/s^2]: gravity offset, slow body motion, rotor vibration at a period of a
-    few samples (fundamental plus harmonics, rpm wandering by `rpm_jitter`), bias random walk, white noise."""
-
-    gravity_share: float = 0.5
-    motion_amplitude: tuple[float, float] = (0.05, 2.0)
-    motion_period: tuple[float, float] = (50.0, 600.0)
-    vibration_amplitude: tuple[float, float] = (0.1, 3.0)
-    vibration_period: tuple[float, float] = (2.2, 12.0)
-    vibration_harmonics: int = 3
-    rpm_jitter: tuple[float, float] = (0.0, 0.05)
-    bias_walk: tuple[float, float] = (0.0, 0.005)
-    noise: tuple[float, float] = (0.01, 0.3)
-
-    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        offset = np.where(rng.random(n) < self.gravity_share, 9.81, 0.0)[:, None]
-        motion_period = _log_uniform(rng, self.motion_period, (n, 2))
-        motion = seasonal_waves(rng, motion_period, _uniform(rng, self.motion_amplitude, (n, 2)), length, 1,
-                                (1.0, 1.0))
-        frequency = 1.0 / _log_uniform(rng, self.vibration_period, n)
-        wander = 1.0 + _uniform(rng, self.rpm_jitter, n)[:, None] * smooth_curve(rng, n, length, 8)
-        phase = 2 * np.pi * np.cumsum(frequency[:, None] * wander, axis=1)
-        amplitude = _uniform(rng, self.vibration_amplitude, n)[:, None]
-        vibration = np.zeros((n, length))
-        for h in range(1, self.vibration_harmonics + 1):
-            weight = amplitude * rng.uniform(0.1, 0.6, n)[:, None] ** (h - 1)
-            vibration += weight * np.sin(h * phase + rng.uniform(0, 2 * np.pi, n)[:, None])
-        bias = np.cumsum(_uniform(rng, self.bias_walk, n)[:, None] * rng.standard_normal((n, length)), axis=1)
-        noise = _uniform(rng, self.noise, n)[:, None] * rng.standard_normal((n, length))
-        return offset + motion + vibration + bias + noise
-
-
-@dataclass(frozen=True)
-class BaroAltitude:
-    """Barometric altitude [m] of a flight: segments of hover, climb and descent (vertical speed per sample),
-    landing stops at the ground, a first-order vehicle/sensor lag, weather drift and baro noise."""
-
-    segments: tuple[int, int] = (2, 12)
-    hover_share: float = 0.4
-    climb_m_per_sample: tuple[float, float] = (0.005, 0.2)
-    descent_m_per_sample: tuple[float, float] = (0.005, 0.2)
-    lag_samples: tuple[float, float] = (1.0, 20.0)
-    drift_m: tuple[float, float] = (0.0, 2.0)
-    noise_m: tuple[float, float] = (0.05, 0.5)
-
-    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
-        segment, most = piecewise_constant(rng, n, length, self.segments)
-        mode = rng.random((n, most))
-        climb = _log_uniform(rng, self.climb_m_per_sample, (n, most))
-        descent = -_log_uniform(rng, self.descent_m_per_sample, (n, most))
-        moving_share = (1.0 - self.hover_share) / 2
-        speed = np.where(mode < self.hover_share, 0.0, np.where(mode < self.hover_share + moving_share,
-                                                                climb, descent))
-        climb_rate = np.take_along_axis(speed, segment, axis=1)
-        start = np.where(rng.random(n) < 0.5, 0.0, rng.uniform(0.0, 100.0, n))
-        path = start[:, None] + np.cumsum(climb_rate, axis=1)
-        altitude = path - np.minimum(0.0, np.minimum.accumulate(path, axis=1))  # landed: stays on the ground
-        alpha = np.exp(-1.0 / _uniform(rng, self.lag_samples, n))
-        altitude = lowpass(altitude, alpha)
-        drift = _uniform(rng, self.drift_m, n)[:, None] * smooth_curve(rng, n, length, 5)
-        return altitude + drift + _uniform(rng, self.noise_m, n)[:, None] * rng.standard_normal((n, length))
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Augmentations
 
 
 def amplitude_modulation(rng: np.random.Generator, x: np.ndarray, depth: tuple[float, float]) -> np.ndarray:
     """Scale each series' deviation from its mean by a slow positive random envelope 1 + depth * curve."""
     n, length = x.shape
-    envelope = 1.0 + _uniform(rng, depth, n)[:, None] * np.tanh(smooth_curve(rng, n, length, 6))
+    envelope = 1.0 + uniform(rng, depth, n)[:, None] * np.tanh(smooth_curve(rng, n, length, 6))
     mean = np.nanmean(x, axis=1, keepdims=True)
     return mean + (x - mean) * envelope
 
@@ -505,7 +263,7 @@ def amplitude_modulation(rng: np.random.Generator, x: np.ndarray, depth: tuple[f
 def censor(rng: np.random.Generator, x: np.ndarray, quantile: tuple[float, float]) -> np.ndarray:
     """Clip each series at its own quantile q (upper side) or 1 - q (lower side), like a saturating sensor."""
     n = x.shape[0]
-    q = _uniform(rng, quantile, n)
+    q = uniform(rng, quantile, n)
     upper = rng.random(n) < 0.5
     ordered = np.sort(x, axis=1)  # NaNs sort last
     observed = np.isfinite(x).sum(axis=1)
@@ -518,8 +276,8 @@ def inject_spikes(rng: np.random.Generator, x: np.ndarray, rate: tuple[float, fl
                   magnitude_std: tuple[float, float]) -> np.ndarray:
     """Add isolated spikes (a fraction `rate` of the samples) of +-`magnitude_std` series standard deviations."""
     n, length = x.shape
-    hit = rng.random((n, length)) < _uniform(rng, rate, n)[:, None]
-    size = _uniform(rng, magnitude_std, (n, length)) * rng.choice([-1.0, 1.0], (n, length))
+    hit = rng.random((n, length)) < uniform(rng, rate, n)[:, None]
+    size = uniform(rng, magnitude_std, (n, length)) * rng.choice([-1.0, 1.0], (n, length))
     return x + hit * size * np.nanstd(x, axis=1, keepdims=True)
 
 
@@ -577,7 +335,7 @@ class Augmentations:
             (self.p_amplitude, lambda v: amplitude_modulation(rng, v, self.amplitude_depth)),
             (self.p_censor, lambda v: censor(rng, v, self.censor_quantile)),
             (self.p_spikes, lambda v: inject_spikes(rng, v, self.spike_rate, self.spike_std)),
-            (self.p_missing, lambda v: add_missing(rng, v, _uniform(rng, self.missing_fraction, len(v)),
+            (self.p_missing, lambda v: add_missing(rng, v, uniform(rng, self.missing_fraction, len(v)),
                                                    self.missing_block_share)),
         ]
         for probability, apply in steps:

@@ -35,10 +35,11 @@ import numpy as np
 import torch
 
 from xlstm_ros.engines.depth import DEFAULT_CHECKPOINT, DepthEstimator
-from xlstm_ros.models.depth import METRIC, fit_scale_shift, load_depth_checkpoint
-from xlstm_ros.train.aloe import ALOE_DIR, AloeMissingError, load_aloe
-from xlstm_ros.train.depth_train import parse_size, render_scenes
-from xlstm_ros.train.scenes import SceneDataset
+from xlstm_ros.models.depth import METRIC, load_depth_checkpoint
+from xlstm_ros.eval.aloe import ALOE_DIR, AloeMissingError, load_aloe
+from xlstm_ros.metrics import relative_depth_metrics
+from xlstm_ros.options import parse_size
+from xlstm_ros.sim.scenes import SceneDataset, render_dataset
 
 SETS = ("synthetic", "aloe")
 SYNTHETIC_SEED = 424_242
@@ -46,42 +47,11 @@ SYNTHETIC_FRAMES = 200
 SYNTHETIC_SIZE = (192, 256)
 SYNTHETIC_DEPTH_CAP_M = 80.0
 MIN_DEPTH_M = 1e-3
-DELTA1_THRESHOLD = 1.25
 MODEL = "model"
 PRIORS: dict[str, Callable[[int, int], np.ndarray]] = {
     "constant prior": lambda height, width: np.ones((height, width)),
     "row prior": lambda height, width: np.repeat(np.arange(height, dtype=np.float64)[:, None], width, axis=1),
 }
-
-
-def relative_depth_metrics(prediction: np.ndarray, target_disparity: np.ndarray, mask: np.ndarray,
-                           min_disparity: float) -> dict[str, float]:
-    """AbsRel and delta1 of one image after least-squares alignment in disparity (module docstring).
-
-    Also `positive_scale`: 1 when the fit kept the prediction's orientation (larger = nearer), else 0.
-
-    prediction, target_disparity: (H, W); mask: bool (H, W), target_disparity > 0 where set;
-    min_disparity: the clamp of the aligned prediction (1 / depth cap).
-    """
-    p = torch.as_tensor(np.asarray(prediction), dtype=torch.float64)
-    t = torch.as_tensor(np.asarray(target_disparity), dtype=torch.float64)
-    m = torch.as_tensor(np.asarray(mask), dtype=torch.bool)
-    if p.shape != t.shape or m.shape != t.shape or p.ndim != 2:
-        raise ValueError(f"prediction {tuple(p.shape)}, target_disparity {tuple(t.shape)} and mask "
-                         f"{tuple(m.shape)} must be equal (H, W) shapes")
-    if int(m.sum()) < 2:
-        raise ValueError("mask: fewer than two pixels with ground truth")
-    if not bool((t[m] > 0).all()) or not bool(torch.isfinite(p[m]).all()):
-        raise ValueError("target_disparity must be > 0 and prediction finite on the mask")
-    if not min_disparity > 0:
-        raise ValueError(f"min_disparity must be > 0, got {min_disparity}")
-    scale, shift = fit_scale_shift(p, t, m)
-    aligned = (scale * p[m] + shift).clamp(min=min_disparity)
-    depth, truth = 1.0 / aligned, 1.0 / t[m]
-    ratio = torch.maximum(depth / truth, truth / depth)
-    return {"abs_rel": float(((depth - truth).abs() / truth).mean()),
-            "delta1": float((ratio < DELTA1_THRESHOLD).double().mean()),
-            "positive_scale": float(scale > 0)}
 
 
 @dataclass(frozen=True)
@@ -103,7 +73,7 @@ def synthetic_items(n: int, seed: int, size: tuple[int, int],
                     cache_dir: str | os.PathLike | None = None) -> Iterator[EvalItem]:
     """Held-out rendered frames (made once into the cache); pixels with depth in (MIN_DEPTH_M, cap] count."""
     root = Path(cache_dir or default_cache_dir()) / f"depth_eval_seed{seed}_n{n}_{size[0]}x{size[1]}"
-    dataset = SceneDataset(render_scenes(root, n, seed, size))
+    dataset = SceneDataset(render_dataset(root, n, seed, size))
     for index in range(len(dataset)):
         rgb, depth_m = dataset[index]
         mask = np.isfinite(depth_m) & (depth_m > MIN_DEPTH_M) & (depth_m <= SYNTHETIC_DEPTH_CAP_M)

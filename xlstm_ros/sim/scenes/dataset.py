@@ -3,11 +3,14 @@
 `flight` yields the frames of one drone flight (demo, sequence training). `make_dataset` caches frames
 as npz shards: frame i depends only on (seed, i), shards are written atomically, and a rerun skips the
 shards already there, so an interrupted run resumes and any run reproduces the same arrays.
+`render_dataset` runs make_dataset in a child process, for processes that also use torch and Triton.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Callable, Iterator
@@ -161,3 +164,36 @@ class SceneDataset:
         number, offset = divmod(index % len(self), self._shard_size)
         arrays = self.shard(number)
         return arrays["rgb"][offset], arrays["depth_m"][offset]
+
+
+def _report_rendering(done: int, total: int, root: str) -> None:
+    print(f"scenes: {done}/{total} frames in {root}", flush=True)
+
+
+def _dataset_complete(root: Path, n: int, seed: int, size: tuple[int, int]) -> bool:
+    """True when `root` holds all n frames of (seed, size), so that no renderer needs to start."""
+    try:
+        manifest = SceneDataset(root).manifest
+    except (FileNotFoundError, ValueError):
+        return False
+    if (manifest["n"], manifest["seed"], manifest["height"], manifest["width"]) != (n, seed, *size):
+        return False
+    return all((root / f"shard_{shard:05d}.npz").is_file() for shard in range(-(-n // manifest["shard_size"])))
+
+
+def render_dataset(root: str | os.PathLike, n: int, seed: int, size: tuple[int, int]) -> Path:
+    """make_dataset(root, n, seed, size) in a fresh child process; a complete cache is only checked.
+
+    The child keeps OpenGL out of this process: Mesa's llvmpipe and Triton each load their own LLVM, and
+    importing Triton (which torch does lazily, e.g. in the optimizer) after a GL context existed crashes.
+    """
+    if _dataset_complete(Path(root), n, seed, size):
+        return Path(root)
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=make_dataset, args=(str(root), n, seed, tuple(size)),
+                            kwargs={"progress": functools.partial(_report_rendering, root=str(root))})
+    child.start()
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"rendering scenes into {root} failed (exit code {child.exitcode}; its error is above)")
+    return Path(root)

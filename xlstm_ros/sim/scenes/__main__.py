@@ -1,4 +1,4 @@
-"""`python -m xlstm_ros.train.scenes`: write a sample montage (rgb | coloured depth) and time rendering."""
+"""`python -m xlstm_ros.sim.scenes`: write a sample montage (rgb | coloured depth) and time rendering."""
 from __future__ import annotations
 
 import argparse

@@ -4,12 +4,12 @@ Scenes (open fields, street canyons, indoor hallways) are drawn from a seed (`Sc
 with moderngl on EGL (`Renderer`), viewed from random drone cameras or along smooth flights (`flight`),
 and cached on disk as npz shards (`make_dataset`, read back with `SceneDataset`). Depth is the camera
 z-depth in metres (REP 118) from the z-buffer; the sky is +inf and flagged invalid. Conventions for
-poses and intrinsics are in camera.py. `python -m xlstm_ros.train.scenes --help` renders a montage and
+poses and intrinsics are in camera.py. `python -m xlstm_ros.sim.scenes --help` renders a montage and
 times frames.
 """
 from .camera import Camera, depth_from_window_z
 from .config import KINDS, SceneConfig
-from .dataset import SceneDataset, flight, make_dataset
+from .dataset import SceneDataset, flight, make_dataset, render_dataset
 from .geometry import Material, MeshBuilder, Pattern
 from .layout import FlightPath, Lighting, Scene
 from .motion import flight_cameras, random_camera
@@ -17,4 +17,4 @@ from .renderer import Frame, Renderer, RendererError
 
 __all__ = ["Camera", "FlightPath", "Frame", "KINDS", "Lighting", "Material", "MeshBuilder", "Pattern",
            "Renderer", "RendererError", "Scene", "SceneConfig", "SceneDataset", "depth_from_window_z",
-           "flight", "flight_cameras", "make_dataset", "random_camera"]
+           "flight", "flight_cameras", "make_dataset", "random_camera", "render_dataset"]

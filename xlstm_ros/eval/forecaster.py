@@ -15,7 +15,7 @@ plug in alike. Tasks (research/ts-eval.md):
 Scores are MASE of the median and WQL over the 9 levels, exactly as fev (0.10) computes them; every task is
 also forecast by SeasonalNaive, AutoETS and AutoTheta (statsforecast) in the same run, each score is divided
 by SeasonalNaive's, and tasks are combined by geometric mean. Results go to JSON and a Markdown table.
-None of these data sets is used for training: the training data come only from `xlstm_ros.train.series`,
+None of these data sets is used for training: the training data come only from `xlstm_ros.sim.series`,
 which generates them from a random seed and imports no dataset package.
 """
 from __future__ import annotations
@@ -39,6 +39,8 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from xlstm_ros.metrics import geometric_mean, mase, wql
 
 log = logging.getLogger(__name__)
 
@@ -75,66 +77,6 @@ PUBLISHED_CHRONOS_II: dict[str, dict[str, tuple[float, float]]] = {
 
 class EvalDataError(RuntimeError):
     """An evaluation data set cannot be loaded (package missing, offline, wrong content)."""
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Metrics (fev 0.10 definitions)
-
-
-def seasonal_error(contexts: Sequence[np.ndarray], season: int) -> np.ndarray:
-    """Mean absolute seasonal difference |y[t] - y[t - season]| over each history, NaNs ignored.
-
-    NaN where it is undefined (history not longer than `season`, or no observed pair).
-    """
-    if season < 1:
-        raise ValueError(f"season must be >= 1, got {season}")
-    out = np.full(len(contexts), np.nan)
-    for i, past in enumerate(contexts):
-        past = np.asarray(past, dtype=np.float64)
-        if len(past) > season:
-            diffs = np.abs(past[season:] - past[:-season])
-            if np.isfinite(diffs).any():
-                out[i] = np.nanmean(diffs)
-    return out
-
-
-def mase(y_true: np.ndarray, median: np.ndarray, contexts: Sequence[np.ndarray], season: int) -> float:
-    """Mean absolute scaled error of point forecasts `[N, H]`.
-
-    Absolute errors are divided by their series' seasonal error and averaged over all series and steps;
-    entries that are not finite (missing targets, undefined or zero seasonal error) are left out.
-    """
-    scale = seasonal_error(contexts, season)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = np.abs(np.asarray(y_true, np.float64) - median) / scale[:, None]
-    scaled = scaled[np.isfinite(scaled)]
-    return float(scaled.mean()) if scaled.size else float("nan")
-
-
-def quantile_loss(y_true: np.ndarray, quantiles: np.ndarray, levels: Sequence[float]) -> np.ndarray:
-    """Twice the pinball loss of each quantile forecast, `[N, H, Q]`."""
-    y = np.asarray(y_true, np.float64)[..., None]
-    q = np.asarray(levels, dtype=np.float64)
-    return 2.0 * np.abs((y - quantiles) * ((y <= quantiles) - q))
-
-
-def wql(y_true: np.ndarray, quantiles: np.ndarray, levels: Sequence[float] = QUANTILE_LEVELS) -> float:
-    """Weighted quantile loss: per level, summed quantile loss / summed |y| over all series and steps
-    (missing targets left out), averaged over the levels. With every level equal to a point forecast it
-    equals WAPE."""
-    y = np.asarray(y_true, np.float64)
-    loss = quantile_loss(y, np.asarray(quantiles, np.float64), levels)
-    observed = np.isfinite(y)
-    per_level = loss[observed].sum(axis=0) / np.abs(y[observed]).sum()
-    return float(per_level.mean())
-
-
-def geometric_mean(values: Iterable[float]) -> float:
-    """Geometric mean; NaN if any value is not finite and positive."""
-    values = np.asarray(list(values), dtype=np.float64)
-    if values.size == 0 or not np.all(np.isfinite(values) & (values > 0)):
-        return float("nan")
-    return float(np.exp(np.mean(np.log(values))))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -460,7 +402,7 @@ def evaluate_forecaster(forecast_fn: ForecastFn, tasks: Iterable[str | ForecastT
                                                                  task.season)
             seconds = time.perf_counter() - start
             scores[name] = {"MASE": mase(windows.targets, median, windows.contexts, task.season),
-                            "WQL": wql(windows.targets, quantiles), "seconds": round(seconds, 3)}
+                            "WQL": wql(windows.targets, quantiles, QUANTILE_LEVELS), "seconds": round(seconds, 3)}
             if fallbacks is not None:
                 scores[name]["fallbacks"] = fallbacks
             log.info("%s %s: MASE %.4f WQL %.4f (%.1f s)", task.name, name, scores[name]["MASE"],

@@ -1,0 +1,2 @@
+"""ROS-free simulation: procedural scenes (scenes/), drone flights (flight.py), sensor physics (sensors.py) and
+synthetic series (series.py, signals.py). Training, the demo's simulator node and the benchmarks draw on it."""
