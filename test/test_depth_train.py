@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
 from xlstm_ros.models.depth import DepthModel, load_depth_checkpoint
-from xlstm_ros.train.depth_train import (CHECKPOINT_NAME, MODEL_NAME, DepthTrainConfig, FrameBank, add_arguments,
-                                         depth_loss, random_crops, spread_taps, train_depth)
-from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, config_from_args
+from xlstm_ros.options import add_config_arguments, config_from_args
+from xlstm_ros.train.depth_train import MODEL_FILE, DepthTrainConfig, FrameBank, depth_loss, random_crops, spread_taps, \
+    train_depth
+from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, STATE_NAME
 from xlstm_ros.sim.scenes import render_dataset
 
 FRAME_SIZE = (48, 64)
@@ -116,7 +117,7 @@ def test_config_validation_names_the_field_and_taps_spread_over_the_pairs():
 
 def test_command_line_options_build_the_config():
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_config_arguments(parser, DepthTrainConfig)
     config = config_from_args(DepthTrainConfig, parser.parse_args(["--crop-size", "96x128", "--feature-pairs", "0,1,2,3",
                                                  "--backbone", "vil_micro", "--no-resume", "--threads", "1"]))
     assert config == DepthTrainConfig(crop_size=(96, 128), feature_pairs=(0, 1, 2, 3), backbone="vil_micro",
@@ -162,16 +163,17 @@ def test_tiny_run_lowers_the_loss_and_writes_loadable_checkpoints_and_logs(tmp_p
     fresh = DepthModel(config.model_config())
     trained, meta = load_depth_checkpoint(summary.model_path)
     assert frames_loss(trained, bank) < 0.8 * frames_loss(fresh, bank)
-    assert meta["steps"] == 16 and meta["train_config"]["lr"] == config.lr
+    assert meta["step"] == 16 and meta["finished"] and meta["train_config"]["lr"] == config.lr
+    assert summary.model_path == tmp_path / "run" / MODEL_FILE.name
+    assert summary.state_path == tmp_path / "run" / STATE_NAME
 
-    for path in (summary.model_path, summary.checkpoint_path):  # both in the depth checkpoint format
-        estimator = DepthEstimator.from_checkpoint(path, device="cpu")
-        (result,) = estimator.estimate([bank.rgb[0]])
-        assert result.depth.shape == FRAME_SIZE and np.isfinite(result.depth).all()
+    estimator = DepthEstimator.from_checkpoint(summary.model_path, device="cpu")
+    (result,) = estimator.estimate([bank.rgb[0]])
+    assert result.depth.shape == FRAME_SIZE and np.isfinite(result.depth).all()
     log = json.loads((tmp_path / "run" / LOG_NAME).read_text())
     assert log["finished"] and [entry["step"] for entry in log["history"]] == list(range(1, 17))
     assert (tmp_path / "run" / CURVE_NAME).stat().st_size > 1000
-    assert os.path.getsize(summary.model_path) < os.path.getsize(summary.checkpoint_path)  # no optimizer state
+    assert os.path.getsize(summary.model_path) < os.path.getsize(summary.state_path)  # no optimizer state
 
 
 class Interrupted(Exception):
@@ -188,23 +190,25 @@ def test_interrupted_run_resumes_exactly_like_an_uninterrupted_one(tmp_path, sce
     config = tiny_config(tmp_path / "resumed", scenes_dir)
     with pytest.raises(Interrupted):
         train_depth(config, on_step=crash_after_four)
-    saved = load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)
-    assert saved["training"]["step"] == 3                   # the last checkpoint before the crash
-    assert not (tmp_path / "resumed" / MODEL_NAME).exists()
+    saved = load_checkpoint(tmp_path / "resumed" / STATE_NAME)
+    assert saved["step"] == 3                   # the last checkpoint before the crash
+    assert not load_depth_checkpoint(tmp_path / "resumed" / MODEL_FILE.name)[1]["finished"]
     resumed = train_depth(config)
 
-    expected, got = load_checkpoint(straight.checkpoint_path), load_checkpoint(resumed.checkpoint_path)
-    assert got["training"]["step"] == 6
-    for key, tensor in expected["state_dict"].items():
-        assert torch.equal(got["state_dict"][key], tensor), key
-    expected_opt, got_opt = expected["training"]["optimizer"]["state"], got["training"]["optimizer"]["state"]
+    expected, got = load_checkpoint(straight.state_path), load_checkpoint(resumed.state_path)
+    assert got["step"] == 6
+    expected_weights = load_checkpoint(straight.model_path)["state_dict"]
+    got_weights = load_checkpoint(resumed.model_path)["state_dict"]
+    for key, tensor in expected_weights.items():
+        assert torch.equal(got_weights[key], tensor), key
+    expected_opt, got_opt = expected["optimizer"]["state"], got["optimizer"]["state"]
     assert expected_opt.keys() == got_opt.keys()
     for index, state in expected_opt.items():
         assert float(got_opt[index]["step"]) == float(state["step"]) == 6.0
         assert torch.equal(got_opt[index]["exp_avg"], state["exp_avg"])
         assert torch.equal(got_opt[index]["exp_avg_sq"], state["exp_avg_sq"])
-    losses = [entry["loss"] for entry in expected["training"]["history"]]
-    assert [entry["loss"] for entry in got["training"]["history"]] == losses
+    losses = [entry["loss"] for entry in expected["history"]]
+    assert [entry["loss"] for entry in got["history"]] == losses
 
 
 def test_resume_refuses_a_changed_setting(tmp_path, scenes_dir):
@@ -228,6 +232,6 @@ def test_torchrun_two_processes_on_gloo_train_and_write_one_checkpoint(tmp_path,
     completed = subprocess.run(args, capture_output=True, text=True, timeout=300,
                                cwd=os.path.dirname(os.path.dirname(__file__)))
     assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-4000:]
-    saved = load_checkpoint(tmp_path / "ddp" / CHECKPOINT_NAME)
-    assert saved["training"]["step"] == 4 and len(saved["training"]["rng"]) == 2
-    assert DepthEstimator.from_checkpoint(tmp_path / "ddp" / MODEL_NAME, device="cpu").kind
+    saved = load_checkpoint(tmp_path / "ddp" / STATE_NAME)
+    assert saved["step"] == 4 and len(saved["rng"]) == 2
+    assert DepthEstimator.from_checkpoint(tmp_path / "ddp" / MODEL_FILE.name, device="cpu").kind

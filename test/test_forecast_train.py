@@ -14,7 +14,8 @@ from xlstm_ros.engines.forecaster import StreamingForecaster
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
 from xlstm_ros.models.tirex import DEFAULT_QUANTILES, load_tirex_checkpoint
 from xlstm_ros.train import forecast_train as T
-from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, config_from_args
+from xlstm_ros.options import add_config_arguments, config_from_args
+from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, STATE_NAME
 
 PATCH = 32
 TOKENS = 8
@@ -160,9 +161,9 @@ def test_tiny_run_lowers_the_loss_and_writes_loadable_checkpoints(tmp_path):
     assert summary.final_validation["val_loss"] == pytest.approx(after["val_loss"], rel=1e-4)
 
     out = tmp_path / "run"
-    for name in (T.MODEL_NAME, T.STATE_NAME, LOG_NAME, CURVE_NAME):
+    for name in (T.MODEL_FILE.name, STATE_NAME, LOG_NAME, CURVE_NAME):
         assert (out / name).is_file(), name
-    assert summary.checkpoint_path == out / T.STATE_NAME
+    assert summary.state_path == out / STATE_NAME
     meta = load_checkpoint(summary.model_path)["xlstm_ros"]
     assert meta["step"] == config.steps and meta["finished"] and meta["train_config"]["embedding_dim"] == 32
 
@@ -195,7 +196,7 @@ def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(tmp_
     interrupted = tiny(tmp_path / "b", **steps)
     with pytest.raises(Interrupt):
         T.train_forecaster(interrupted, on_step=stop_after_six)
-    saved = load_checkpoint(tmp_path / "b" / "run" / T.STATE_NAME)
+    saved = load_checkpoint(tmp_path / "b" / "run" / STATE_NAME)
     assert saved["step"] == 4
     assert all(state["step"] == 4 for state in saved["optimizer"]["state"].values())
 
@@ -205,7 +206,7 @@ def test_resume_continues_from_the_saved_step_with_the_same_optimizer_state(tmp_
     a = load_checkpoint(straight.model_path)["state_dict"]
     b = load_checkpoint(resumed.model_path)["state_dict"]
     assert all(torch.equal(a[key], b[key]) for key in a), "resumed run differs from the uninterrupted one"
-    history = load_checkpoint(tmp_path / "b" / "run" / T.STATE_NAME)["history"]
+    history = load_checkpoint(tmp_path / "b" / "run" / STATE_NAME)["history"]
     assert [entry["step"] for entry in history] == [2, 4, 6, 8]
 
 
@@ -214,7 +215,7 @@ def test_resume_refuses_a_changed_config_and_a_half_written_checkpoint(tmp_path)
     T.train_forecaster(config)
     with pytest.raises(CheckpointError, match="lr"):
         T.train_forecaster(dataclasses.replace(config, lr=1e-2))
-    model_path = tmp_path / "run" / T.MODEL_NAME
+    model_path = tmp_path / "run" / T.MODEL_FILE.name
     payload = load_checkpoint(model_path)
     payload["xlstm_ros"]["step"] = 2
     torch.save(payload, model_path)
@@ -226,7 +227,7 @@ def test_command_line_options_cover_every_config_field():
     import argparse
 
     parser = argparse.ArgumentParser()
-    T.add_arguments(parser)
+    add_config_arguments(parser, T.ForecastTrainConfig)
     args = parser.parse_args(["--steps", "5", "--embedding-dim", "64", "--no-compile", "--no-augment"])
     config = config_from_args(T.ForecastTrainConfig, args)
     assert (config.steps, config.embedding_dim, config.compile, config.augment) == (5, 64, False, False)

@@ -1,6 +1,9 @@
-"""Shared training runtime: schedule, AdamW groups, resumability check, log and loss picture, progress, process."""
+"""Shared training runtime: run options, schedule, AdamW groups, the resume layout, the step loop, log and loss
+picture, progress, process."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import math
 
@@ -8,9 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from xlstm_ros.models.checkpoints import CheckpointError
-from xlstm_ros.train.runtime import (CURVE_NAME, LOG_NAME, Curve, Progress, check_resumable, learning_rate,
-                                     parameter_groups, plot_history, start_process, write_log)
+from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from xlstm_ros.options import add_config_arguments, config_from_args, option
+from xlstm_ros.train.runtime import (CURVE_NAME, LOG_NAME, STATE_NAME, Curve, LogSpec, ModelFile, Progress,
+                                     StepOutput, TrainConfig, check_resumable, learning_rate, load_training,
+                                     operational, operational_fields, parameter_groups, plot_history, run_training,
+                                     save_training, start_run, write_log)
 
 # ---------------------------------------------------------------------------------------------------------
 # Schedule
@@ -148,9 +154,10 @@ def test_progress_prints_one_line_per_logged_step_when_not_on_a_terminal(capsys)
     assert capsys.readouterr().out == ""
 
 
-def test_a_single_process_is_rank_zero_of_one_and_its_collectives_are_local(monkeypatch):
+def test_a_single_process_is_rank_zero_of_one_and_its_collectives_are_local(monkeypatch, tmp_path):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    process = start_process("cpu")
+    process = start_run(TrainConfig(out_dir=str(tmp_path / "run"), device="cpu", threads=1))
+    assert (tmp_path / "run").is_dir() and torch.get_num_threads() == 1
     assert (process.rank, process.world_size, process.device, process.is_main) == (0, 1, torch.device("cpu"), True)
     assert not process.joined_group
     assert process.gather({"a": 1}) == [{"a": 1}]
@@ -158,3 +165,134 @@ def test_a_single_process_is_rank_zero_of_one_and_its_collectives_are_local(monk
     process.barrier()
     process.leave()
     assert not torch.distributed.is_initialized()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Run options, the resume layout and the step loop, on a two-parameter regression
+
+
+@dataclasses.dataclass(frozen=True)
+class LineConfig(TrainConfig):
+    """Fit y = 3 x - 1 with a Linear(1, 1); `noise` is an extra field, `report_every` an operational one."""
+
+    steps: int = option(12, "optimizer steps")
+    batch_size: int = option(4, "points per step")
+    lr: float = option(0.1, "peak AdamW learning rate")
+    warmup_steps: int = option(0, "linear warm-up steps")
+    checkpoint_every: int = operational(4, "steps between checkpoints")
+    log_every: int = operational(2, "steps between log entries")
+    noise: float = option(0.0, "standard deviation of the targets' noise")
+    widths: tuple[int, ...] = option((2, 3), "a tuple option")
+    report_every: int = operational(3, "an operational option of this config")
+
+
+LINE_FILE = ModelFile("line.pt", save=lambda model, path, meta: save_checkpoint(
+    {"state_dict": model.state_dict(), "meta": meta}, path), meta_of=lambda payload: payload["meta"])
+LINE_LOG = LogSpec(curves=(Curve("loss", "loss"),), rate_key="points_per_s", rate_unit="points")
+
+
+def train_line(config: LineConfig, on_step=None, evaluate=True):
+    process = start_run(config)
+    torch.manual_seed(config.seed)
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
+    generator = torch.Generator().manual_seed(config.seed)
+
+    def step(module, index):
+        x = torch.rand(config.batch_size, 1, generator=generator)
+        y = 3 * x - 1 + config.noise * torch.randn(config.batch_size, 1, generator=generator)
+        return StepOutput(((module(x) - y) ** 2).mean(), {"x_mean": float(x.mean())})
+
+    def validation():
+        return {"val_slope": model.weight.item()}
+
+    return run_training(config, process, model, optimizer, step, LINE_FILE, LINE_LOG, generator=generator,
+                        evaluate=validation if evaluate else None, eval_every=4, on_step=on_step), model
+
+
+def test_options_are_generated_from_the_config_fields():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, LineConfig)
+    args = parser.parse_args(["--steps", "5", "--no-resume", "--widths", "4,5,6", "--threads", "2",
+                              "--data-dir", "cache", "--noise", "0.5"])
+    config = config_from_args(LineConfig, args)
+    assert config == LineConfig(steps=5, resume=False, widths=(4, 5, 6), threads=2, data_dir="cache", noise=0.5)
+    assert config_from_args(LineConfig, parser.parse_args([])) == LineConfig()
+    assert "--report-every" in parser.format_help() and "an operational option" in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--widths", "4;5"])
+    assert operational_fields(LineConfig) == {"out_dir", "data_dir", "checkpoint_every", "log_every", "device",
+                                              "threads", "resume", "report_every"}
+    with pytest.raises(ValueError, match="LineConfig.steps must be a positive integer"):
+        LineConfig(steps=0)
+    with pytest.raises(ValueError, match="LineConfig.min_lr_ratio"):
+        LineConfig(min_lr_ratio=2.0)
+
+
+def test_the_loop_learns_logs_and_writes_the_layout(tmp_path):
+    config = LineConfig(out_dir=str(tmp_path / "run"), steps=60, checkpoint_every=20, log_every=10, lr=0.3,
+                        weight_decay=0.0)
+    seen = []
+    summary, model = train_line(config, on_step=lambda step, numbers: seen.append((step, sorted(numbers))))
+    assert model.weight.item() == pytest.approx(3.0, abs=0.3) and model.bias.item() == pytest.approx(-1.0, abs=0.3)
+    assert seen[0] == (1, ["grad_norm", "loss", "x_mean"]) and [s for s, _ in seen] == list(range(1, 61))
+    assert summary.model_path == tmp_path / "run" / "line.pt" and summary.state_path == tmp_path / "run" / STATE_NAME
+    state, saved = load_checkpoint(summary.state_path), load_checkpoint(summary.model_path)
+    assert state["step"] == saved["meta"]["step"] == 60 and saved["meta"]["finished"]
+    assert [entry["step"] for entry in state["history"]] == [10, 20, 30, 40, 50, 60]
+    assert "val_slope" in state["history"][3] and "val_slope" not in state["history"][2]   # steps 40 and 30
+    assert summary.final_validation == {"val_slope": pytest.approx(model.weight.item())}
+    assert summary.final_loss == state["history"][-1]["loss"] < state["history"][0]["loss"]
+    assert json.loads((tmp_path / "run" / LOG_NAME).read_text())["finished"]
+
+
+class Stop(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_bitwise_and_refuses_changed_or_torn_checkpoints(tmp_path):
+    straight, _ = train_line(LineConfig(out_dir=str(tmp_path / "a"), noise=0.1))
+
+    def stop_at_six(step, _numbers):
+        if step == 6:
+            raise Stop
+
+    config = LineConfig(out_dir=str(tmp_path / "b"), noise=0.1)
+    with pytest.raises(Stop):
+        train_line(config, on_step=stop_at_six)
+    assert load_checkpoint(tmp_path / "b" / STATE_NAME)["step"] == 4
+    steps = []
+    resumed, _ = train_line(dataclasses.replace(config, report_every=7, threads=1),   # operational: allowed
+                            on_step=lambda step, numbers: steps.append(step))
+    assert steps == list(range(5, 13))
+    a, b = load_checkpoint(straight.model_path)["state_dict"], load_checkpoint(resumed.model_path)["state_dict"]
+    assert all(torch.equal(a[key], b[key]) for key in a)      # the generator state was restored too
+    losses = [(entry["step"], entry["loss"]) for entry in load_checkpoint(straight.state_path)["history"]]
+    assert [(entry["step"], entry["loss"]) for entry in load_checkpoint(resumed.state_path)["history"]] == losses
+
+    with pytest.raises(CheckpointError, match="noise=0.1, now noise=0.2"):
+        train_line(dataclasses.replace(config, noise=0.2))
+    payload = load_checkpoint(resumed.model_path)
+    payload["meta"]["step"] = 8
+    torch.save(payload, resumed.model_path)
+    with pytest.raises(CheckpointError, match="interrupted while saving"):
+        train_line(config)
+    save_checkpoint({"format": "another/1"}, tmp_path / "b" / STATE_NAME)
+    with pytest.raises(CheckpointError, match="not a training state"):
+        load_training(tmp_path / "b", LINE_FILE, nn.Linear(1, 1), torch.optim.AdamW(nn.Linear(1, 1).parameters()),
+                      config)
+
+
+def test_save_training_writes_the_model_then_the_state(tmp_path):
+    model = nn.Linear(1, 1)
+    optimizer = torch.optim.AdamW(model.parameters())
+    config = LineConfig(out_dir=str(tmp_path), steps=3)
+    path = save_training(tmp_path, LINE_FILE, model, optimizer, config, 3, [{"step": 3, "loss": 1.0}], 1.26)
+    assert path == tmp_path / "line.pt"
+    meta = load_checkpoint(path)["meta"]
+    assert meta == {"step": 3, "finished": True, "wall_time_s": 1.3, "train_config": config.to_dict()}
+    state = load_checkpoint(tmp_path / STATE_NAME)
+    assert (state["step"], state["rng"], state["history"]) == (3, [], [{"step": 3, "loss": 1.0}])
+    restored = nn.Linear(1, 1)
+    load_training(tmp_path, LINE_FILE, restored, torch.optim.AdamW(restored.parameters()), config)
+    assert torch.equal(restored.weight, model.weight)

@@ -14,10 +14,11 @@ from typing import Any, Callable, Sequence
 
 
 def option(default: Any, help: str, *, parse: Callable[[str], Any] | None = None,
-           choices: Sequence[str] | None = None, metavar: str | None = None) -> Any:
-    """A dataclass field that add_config_arguments turns into one command-line option."""
+           choices: Sequence[str] | None = None, metavar: str | None = None, **metadata: Any) -> Any:
+    """A dataclass field that add_config_arguments turns into one command-line option (`metadata`: more
+    field metadata for the config's own use)."""
     return dataclasses.field(default=default, metadata={"help": help, "parse": parse, "choices": choices,
-                                                        "metavar": metavar})
+                                                        "metavar": metavar, **metadata})
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -35,6 +36,11 @@ def parse_ints(text: str) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(","))
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from error
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """'a, b,c' -> ('a', 'b', 'c'); empty items are left out."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _parser_of(annotation: Any) -> Callable[[str], Any]:
@@ -68,3 +74,11 @@ def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
     """An instance of the config dataclass `config_class` from parsed options named like its fields."""
     return config_class(**{item.name: getattr(args, item.name) for item in dataclasses.fields(config_class)
                            if hasattr(args, item.name)})
+
+
+def parse_config(config_class: type, argv: Sequence[str] | None = None, prog: str | None = None,
+                 description: str | None = None) -> Any:
+    """Parse the command line `argv` into an instance of the config dataclass `config_class`."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_config_arguments(parser, config_class)
+    return config_from_args(config_class, parser.parse_args(argv))

@@ -22,7 +22,6 @@ guess). Results go to JSON and a Markdown table.
 """
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
@@ -38,7 +37,7 @@ from xlstm_ros.engines.depth import DEFAULT_CHECKPOINT, DepthEstimator
 from xlstm_ros.models.depth import METRIC, load_depth_checkpoint
 from xlstm_ros.eval.aloe import ALOE_DIR, AloeMissingError, load_aloe
 from xlstm_ros.metrics import relative_depth_metrics
-from xlstm_ros.options import parse_size
+from xlstm_ros.options import option, parse_config, parse_names, parse_size
 from xlstm_ros.sim.scenes import SceneDataset, render_dataset
 
 SETS = ("synthetic", "aloe")
@@ -206,38 +205,37 @@ def markdown_report(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The evaluation options (--checkpoint, --sets, ...), for this module's main and the xlstm-ros CLI."""
-    add = parser.add_argument
-    add("--checkpoint", default=None, help="depth checkpoint (default: the shipped model)")
-    add("--sets", default=",".join(SETS), help="comma-separated: synthetic, aloe")
-    add("--n-synthetic", type=int, default=SYNTHETIC_FRAMES, help="held-out rendered frames")
-    add("--synthetic-seed", type=int, default=SYNTHETIC_SEED, help="seed of the held-out scenes")
-    add("--synthetic-size", type=parse_size, default=SYNTHETIC_SIZE, help="rendered HxW")
-    add("--cache-dir", default=None, help="rendered scene cache (default ~/.cache/xlstm_ros/scenes)")
-    add("--aloe-dir", default=str(ALOE_DIR), help="folder with aloeL.jpg and aloeGT.png")
-    add("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    add("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    add("--out-dir", default="out/eval_depth", help="depth_eval.json and depth_eval.md go here")
+@dataclass(frozen=True)
+class DepthEvalOptions:
+    """The options of `xlstm-ros eval depth`."""
+
+    checkpoint: str | None = option(None, "depth checkpoint (default: the shipped model)")
+    sets: tuple[str, ...] = option(SETS, "comma-separated: synthetic, aloe", parse=parse_names)
+    n_synthetic: int = option(SYNTHETIC_FRAMES, "held-out rendered frames")
+    synthetic_seed: int = option(SYNTHETIC_SEED, "seed of the held-out scenes")
+    synthetic_size: tuple[int, int] = option(SYNTHETIC_SIZE, "rendered HxW", parse=parse_size, metavar="HxW")
+    cache_dir: str | None = option(None, "rendered scene cache (default ~/.cache/xlstm_ros/scenes)")
+    aloe_dir: str = option(str(ALOE_DIR), "folder with aloeL.jpg and aloeGT.png")
+    device: str = option("auto", "auto, cpu, cuda or cuda:N")
+    threads: int | None = option(None, "torch threads (default: torch's)")
+    out_dir: str = option("out/eval_depth", "depth_eval.json and depth_eval.md go here")
 
 
-def run_from_args(args: argparse.Namespace) -> dict:
-    """Evaluate as parsed `add_arguments` options say, write the reports and print the table."""
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    result = evaluate_depth(args.checkpoint, [s for s in args.sets.split(",") if s], n_synthetic=args.n_synthetic,
-                            synthetic_seed=args.synthetic_seed, synthetic_size=args.synthetic_size,
-                            cache_dir=args.cache_dir, aloe_dir=args.aloe_dir, device=args.device,
-                            out_dir=args.out_dir)
+def run(options: DepthEvalOptions) -> dict:
+    """Evaluate as `options` say, write the reports and print the table."""
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
+    result = evaluate_depth(options.checkpoint, options.sets, n_synthetic=options.n_synthetic,
+                            synthetic_seed=options.synthetic_seed, synthetic_size=options.synthetic_size,
+                            cache_dir=options.cache_dir, aloe_dir=options.aloe_dir, device=options.device,
+                            out_dir=options.out_dir)
     print(markdown_report(result))
     return result
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog, description="Evaluate a depth checkpoint (AbsRel, delta1) on "
-                                     "held-out synthetic scenes and the Middlebury Aloe pair, next to two priors.")
-    add_arguments(parser)
-    run_from_args(parser.parse_args(argv))
+    run(parse_config(DepthEvalOptions, argv, prog, "Evaluate a depth checkpoint (AbsRel, delta1) on held-out "
+                     "synthetic scenes and the Middlebury Aloe pair, next to two priors."))
 
 
 if __name__ == "__main__":

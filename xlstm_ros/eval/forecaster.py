@@ -41,6 +41,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from xlstm_ros.metrics import geometric_mean, mase, wql
+from xlstm_ros.options import option, parse_config, parse_names
 
 log = logging.getLogger(__name__)
 
@@ -532,47 +533,45 @@ def tirex_forecast_fn(model) -> ForecastFn:
     return forecast
 
 
-def add_arguments(parser) -> None:
-    """Options of `xlstm-ros eval forecaster`."""
-    add = parser.add_argument
-    add("--checkpoint", help="TiRex checkpoint (official model.ckpt format); default: the shipped model")
-    add("--precision", default="fp32", choices=("fp32", "bf16-compatible"),
-        help="fp32 (our models are trained so), or bf16-compatible for the official TiRex")
-    add("--device", default="cpu", help="cpu, cuda or cuda:N")
-    add("--tasks", default="chronos_ii,sensor",
-        help=f"comma-separated task or group names ({', '.join([*TASK_GROUPS, 'all'])} or single tasks)")
-    add("--baselines", default=",".join(BASELINES), help="comma-separated statsforecast baselines")
-    add("--limit-series", type=int, help="first N items of each task (quick runs)")
-    add("--batch-size", type=int, default=256, help="contexts per model call")
-    add("--out-dir", default="out/eval/forecaster", help="forecast_eval.json and forecast_eval.md go here")
-    add("--cache-dir", help="downloaded evaluation data (default ~/.cache/xlstm_ros/eval)")
-    add("--model-name", default="model", help="name of the model in the tables")
+@dataclass(frozen=True)
+class ForecastEvalOptions:
+    """The options of `xlstm-ros eval forecaster`."""
+
+    checkpoint: str | None = option(None, "TiRex checkpoint (official model.ckpt format); default: the shipped "
+                                    "model")
+    precision: str = option("fp32", "fp32 (our models are trained so), or bf16-compatible for the official TiRex",
+                            choices=("fp32", "bf16-compatible"))
+    device: str = option("cpu", "cpu, cuda or cuda:N")
+    tasks: tuple[str, ...] = option(("chronos_ii", "sensor"), "comma-separated task or group names "
+                                    f"({', '.join([*TASK_GROUPS, 'all'])} or single tasks)", parse=parse_names)
+    baselines: tuple[str, ...] = option(BASELINES, "comma-separated statsforecast baselines", parse=parse_names)
+    limit_series: int | None = option(None, "first N items of each task (quick runs)")
+    batch_size: int = option(256, "contexts per model call")
+    out_dir: str = option("out/eval/forecaster", "forecast_eval.json and forecast_eval.md go here")
+    cache_dir: str | None = option(None, "downloaded evaluation data (default ~/.cache/xlstm_ros/eval)")
+    model_name: str = option("model", "name of the model in the tables")
 
 
-def run_from_args(args) -> dict:
+def run(options: ForecastEvalOptions) -> dict:
+    """Evaluate as `options` say, write the reports and print the table."""
     from xlstm_ros.engines.device import select_device
     from xlstm_ros.engines.forecaster import DEFAULT_CHECKPOINT
     from xlstm_ros.models.tirex import load_tirex_checkpoint
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    model = load_tirex_checkpoint(args.checkpoint or DEFAULT_CHECKPOINT, precision=args.precision,
-                                  backend="auto", device=select_device(args.device))
-    tasks = [name.strip() for name in args.tasks.split(",") if name.strip()]
-    result = evaluate_forecaster(tirex_forecast_fn(model), tasks,
-                                 limit_series=args.limit_series, out_dir=args.out_dir, model_name=args.model_name,
-                                 baselines=[b.strip() for b in args.baselines.split(",") if b.strip()],
-                                 batch_size=args.batch_size, cache_dir=args.cache_dir)
+    model = load_tirex_checkpoint(options.checkpoint or DEFAULT_CHECKPOINT, precision=options.precision,
+                                  backend="auto", device=select_device(options.device))
+    result = evaluate_forecaster(tirex_forecast_fn(model), options.tasks, limit_series=options.limit_series,
+                                 out_dir=options.out_dir, model_name=options.model_name,
+                                 baselines=options.baselines, batch_size=options.batch_size,
+                                 cache_dir=options.cache_dir)
     print(markdown_report(result))
     return result
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog=prog, description="Evaluate a TiRex checkpoint (MASE, WQL) on M1/M3/"
-                                     "Tourism and long sensor series next to SeasonalNaive, AutoETS, AutoTheta.")
-    add_arguments(parser)
-    run_from_args(parser.parse_args(argv))
+    run(parse_config(ForecastEvalOptions, argv, prog, "Evaluate a TiRex checkpoint (MASE, WQL) on M1/M3/Tourism "
+                     "and long sensor series next to SeasonalNaive, AutoETS, AutoTheta."))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ resume) reads the same frames back into memory (`FrameBank`). Each step draws a 
 `DistributedSampler` (one replica when not distributed), takes random crops at random scale (the effective
 field of view varies), flips horizontally (never vertically: the ground stays below) and jitters the colours.
 
-Loss (MiDaS, research/vil-depth.md 6): the target is disparity 1/depth_m, and the sky counts as disparity 0,
+Loss (MiDaS): the target is disparity 1/depth_m, and the sky counts as disparity 0,
 so the model learns that the sky is the farthest thing in view. Each target is normalised per image to
 median 0 and mean absolute deviation 1 so that every image weighs the same. Each prediction is aligned to
 its target by least squares (scale and shift per image, centred sums, stable in float32). The aligned
@@ -16,20 +16,15 @@ blind to the sign of the prediction, and a fresh model could settle on "larger =
 pushes it to "larger = nearer" (relative inverse depth) and is inactive once the prediction correlates
 with the target by more than SCALE_FLOOR.
 
-Runs are resumable. `checkpoint.pt` in `out_dir` holds the model in the depth checkpoint format (readable
-by `load_depth_checkpoint`) plus a "training" entry (optimizer, step, per-rank augmentation RNG, history).
-It is written atomically every `checkpoint_every` steps and at the end, and the end also writes `model.pt`
-(weights and run summary only). `log.json` and `loss.png` follow each checkpoint. torchrun starts one
-process per device: with WORLD_SIZE > 1 the processes join a process group, each rank sees its own part of
-every epoch, and rank 0 alone writes files; a process group that train_depth joined it also leaves.
+Runs are resumable, in the layout of every training run (runtime.py): `model.pt` in the depth checkpoint
+format (`load_depth_checkpoint`, the `checkpoint` parameter of the depth node) and `training_state.pt`
+(optimizer, step, per-rank augmentation RNG, history), written every `checkpoint_every` steps and at the
+end. torchrun starts one process per device: with WORLD_SIZE > 1 the processes join a process group, each
+rank sees its own part of every epoch, and rank 0 alone writes files.
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -40,81 +35,62 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, load_into, save_checkpoint, state_dict_of
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, vil_config
-from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, add_run_arguments, check_resumable,
-                                     config_from_args, learning_rate, parameter_groups, start_process, write_log)
+from xlstm_ros.options import option, parse_size
 from xlstm_ros.sim.scenes import SceneDataset, render_dataset
+from xlstm_ros.train.runtime import (Curve, LogSpec, ModelFile, Process, StepOutput, TrainConfig, TrainSummary,
+                                     command_line, operational, parameter_groups, run_training, start_run)
 
-CHECKPOINT_NAME = "checkpoint.pt"
-MODEL_NAME = "model.pt"
 SCALE_FLOOR = 0.1
-# Fields that may change between a run and its resumption without changing what it computes.
-OPERATIONAL_FIELDS = ("out_dir", "data_dir", "checkpoint_every", "log_every", "threads", "resume")
-# The loss picture: the loss and its two terms.
-CURVES = (Curve("loss", "loss"), Curve("ssi", "SSI MSE"), Curve("gradient", "gradient matching"))
 
 
 @dataclass(frozen=True)
-class DepthTrainConfig:
-    """Everything a training run depends on; stored in its checkpoints. Sizes are (height, width) pixels."""
+class DepthTrainConfig(TrainConfig):
+    """Everything a depth training run depends on; stored in its checkpoints. Sizes are (height, width) pixels."""
 
-    out_dir: str = "out/train_depth"
-    data_dir: str | None = None              # scene cache; default <out_dir>/scenes
-    n_frames: int = 4000
-    data_seed: int = 0
-    frame_size: tuple[int, int] = (192, 256)
-    backbone: str = "vil_nano"               # a name in models.vil.VIL_CONFIGS
-    dim: int | None = None                   # overrides of the named backbone
-    pairs: int | None = None
-    feature_pairs: tuple[int, ...] | None = None   # default: the preset's, or evenly spread if `pairs` is set
-    features: int = 64
-    neck_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
-    crop_size: tuple[int, int] = (128, 160)  # training input; its shorter side becomes input_short_side
-    min_crop_scale: float = 0.6              # smallest crop, relative to the largest one of the crop's aspect
-    steps: int = 3000
-    batch_size: int = 8
-    lr: float = 5e-4
-    min_lr_ratio: float = 0.02               # the cosine schedule ends at lr x min_lr_ratio
-    warmup_steps: int = 200
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    gradient_weight: float = 0.5
-    gradient_scales: int = 4
-    seed: int = 0
-    checkpoint_every: int = 250
-    log_every: int = 10
-    device: str = "auto"
-    threads: int | None = None               # torch intra-op threads of each process (None: torch's default)
-    mlstm_mode: str = "parallel"             # the quadratic form is the fastest at training crops (<= 100 tokens)
-    chunk_size: int = 64
-    resume: bool = True
+    out_dir: str = operational("out/train_depth", "model.pt, training_state.pt, log.json and loss.png go here")
+    data_dir: str | None = operational(None, "scene cache folder (default OUT_DIR/scenes)")
+    n_frames: int = option(4000, "training frames to render (once) and train on")
+    data_seed: int = option(0, "seed of the rendered training scenes")
+    frame_size: tuple[int, int] = option((192, 256), "rendered frame HxW", parse=parse_size, metavar="HxW")
+    backbone: str = option("vil_nano", "ViL preset", choices=sorted(VIL_CONFIGS))
+    dim: int | None = option(None, "override the preset's width")
+    pairs: int | None = option(None, "override the preset's number of block pairs")
+    feature_pairs: tuple[int, ...] | None = option(
+        None, "block pairs tapped, e.g. 1,3,5,7 (default: the preset's, or spread evenly when --pairs is set)")
+    features: int = option(64, "DPT fusion width")
+    neck_channels: tuple[int, int, int, int] = option((48, 96, 192, 384), "DPT reassemble widths (4)")
+    crop_size: tuple[int, int] = option((128, 160), "training crop HxW (multiples of 16); its shorter side "
+                                        "becomes the model's input_short_side", parse=parse_size, metavar="HxW")
+    min_crop_scale: float = option(0.6, "smallest crop, relative to the largest one of the crop's aspect")
+    steps: int = option(3000, "optimizer steps")
+    batch_size: int = option(8, "frames per step and process")
+    lr: float = option(5e-4, "peak AdamW learning rate")
+    min_lr_ratio: float = option(0.02, "final learning rate / peak (the cosine schedule ends there)")
+    warmup_steps: int = option(200, "linear warm-up steps")
+    gradient_weight: float = option(0.5, "weight of the gradient-matching term")
+    gradient_scales: int = option(4, "scales of the gradient-matching term")
+    mlstm_mode: str = option("parallel", "how the mLSTM cell is evaluated (the quadratic form is the fastest at "
+                             "training crops)", choices=MLSTM_MODES)
+    chunk_size: int = option(64, "chunk length of the chunkwise mLSTM")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for name in ("frame_size", "crop_size", "neck_channels"):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.feature_pairs is not None:
             object.__setattr__(self, "feature_pairs", tuple(int(v) for v in self.feature_pairs))
-        positive = ("n_frames", "features", "steps", "batch_size", "gradient_scales", "checkpoint_every",
-                    "log_every", "chunk_size")
-        for name in positive:
+        for name in ("n_frames", "features", "gradient_scales", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DepthTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("dim", "pairs", "threads"):
+        for name in ("dim", "pairs"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"DepthTrainConfig.{name} must be >= 1 or None, got {getattr(self, name)}")
-        for name in ("data_seed", "seed", "warmup_steps"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"DepthTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("lr", "grad_clip"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"DepthTrainConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "gradient_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"DepthTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError(f"DepthTrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.data_seed < 0:
+            raise ValueError(f"DepthTrainConfig.data_seed must be >= 0, got {self.data_seed}")
+        if not self.gradient_weight >= 0:
+            raise ValueError(f"DepthTrainConfig.gradient_weight must be >= 0, got {self.gradient_weight}")
         if not 0.0 < self.min_crop_scale <= 1.0:
             raise ValueError(f"DepthTrainConfig.min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
         if self.backbone not in VIL_CONFIGS:
@@ -126,10 +102,6 @@ class DepthTrainConfig:
             size = getattr(self, name)
             if len(size) != 2 or min(size) < 1:
                 raise ValueError(f"DepthTrainConfig.{name} must be (height, width) > 0, got {size}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data (lists for tuples), as stored in checkpoints and logs."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @property
     def scenes_dir(self) -> Path:
@@ -337,36 +309,12 @@ class BatchPlan:
         return self._order[position * self.batch_size:(position + 1) * self.batch_size]
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def save_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.optim.Optimizer,
-                             config: DepthTrainConfig, step: int, rng_states: list[torch.Tensor],
-                             history: list[dict[str, float]], wall_time_s: float) -> Path:
-    """The resumable checkpoint: the depth checkpoint format plus a "training" entry."""
-    training = {"step": step, "optimizer": optimizer.state_dict(), "rng": rng_states, "history": history,
-                "wall_time_s": wall_time_s}
-    return save_checkpoint({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                            "config": model.config.to_dict(),
-                            "meta": {"train_config": config.to_dict(), "step": step, "wall_time_s": wall_time_s},
-                            "training": training}, path)
-
-
-def load_training_checkpoint(path: Path, model: DepthModel, optimizer: torch.optim.Optimizer,
-                             config: DepthTrainConfig) -> dict[str, Any]:
-    """Restore model and optimizer from `path` in place; returns the "training" entry (step, rng, history)."""
-    payload = load_checkpoint(path)
-    training, meta = payload.get("training"), payload.get("meta")
-    if not isinstance(training, dict) or not isinstance(meta, dict) or "train_config" not in meta:
-        raise CheckpointError(f"{path}: not a resumable training checkpoint (no 'training' state)")
-    check_resumable(meta["train_config"], config.to_dict(), OPERATIONAL_FIELDS, path)
-    load_into(model, state_dict_of(payload, path), path)
-    try:
-        optimizer.load_state_dict(training["optimizer"])
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f"{path}: optimizer state does not fit the model ({error})") from error
-    return training
+#: The depth checkpoint format (load_depth_checkpoint reads it) with the run's meta.
+MODEL_FILE = ModelFile("model.pt", save=lambda model, path, meta: save_depth_checkpoint(model, path, meta=meta),
+                       meta_of=lambda payload: payload.get("meta", {}))
+#: The loss picture (the loss and its two terms) and the throughput in images per second.
+LOG = LogSpec(curves=(Curve("loss", "loss"), Curve("ssi", "SSI MSE"), Curve("gradient", "gradient matching")),
+              rate_key="images_per_s", rate_unit="img", progress_terms=("ssi", "gradient"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -385,15 +333,10 @@ def train_depth(config: DepthTrainConfig,
                 on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainSummary:
     """Train (or resume) the depth model described by `config`; see the module docstring for the files.
 
-    on_step(step, terms) is called on rank 0 after every optimizer step with the step count so far and that
+    on_step(step, numbers) is called on rank 0 after every optimizer step with the step count so far and that
     step's loss terms (progress displays; a test interrupts a run by raising from it).
     """
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    process = start_process(config.device)
-    out_dir = Path(config.out_dir)
-    if process.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    process = start_run(config)
     bank = FrameBank(prepare_scenes(config, process))
     plan = BatchPlan(bank, config.batch_size, process.rank, process.world_size, config.seed)
 
@@ -403,143 +346,27 @@ def train_depth(config: DepthTrainConfig,
     groups = parameter_groups(model, config.weight_decay, no_decay_names=("pos_embed",))  # no decay on positions
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
     generator = torch.Generator().manual_seed(config.seed * 7919 + process.rank)
-    start_step, history, wall_before = 0, [], 0.0
-    checkpoint_path = out_dir / CHECKPOINT_NAME
-    if config.resume and checkpoint_path.is_file():
-        training = load_training_checkpoint(checkpoint_path, model, optimizer, config)
-        start_step, history = int(training["step"]), list(training["history"])
-        wall_before = float(training["wall_time_s"])
-        if len(training["rng"]) == process.world_size:
-            generator.set_state(training["rng"][process.rank])
-        if process.is_main:
-            print(f"resuming {checkpoint_path} at step {start_step}", flush=True)
-    trained = model if process.world_size == 1 else nn.parallel.DistributedDataParallel(model)
 
-    progress = Progress(config.steps, start_step, process.is_main, rate_key="images_per_s", rate_unit="img",
-                        terms=("ssi", "gradient"))
-    window: list[tuple[float, float, float, int]] = []
-    started = time.perf_counter()
-    window_start = started
-    wall_time_s = wall_before
+    def step(module: nn.Module, index: int) -> StepOutput:
+        indices = plan.indices(index)
+        images, disparity = random_crops(bank.rgb[indices], bank.disparity[indices], config.crop_size,
+                                         config.min_crop_scale, generator)
+        parts = depth_loss(module(images.to(process.device)), disparity.to(process.device),
+                           gradient_weight=config.gradient_weight, gradient_scales=config.gradient_scales)
+        return StepOutput(parts.loss, {"ssi": parts.ssi, "gradient": parts.gradient,
+                                       "dropped_per_step": parts.dropped})
 
-    def checkpoint(step: int) -> None:
-        rng_states = process.gather(generator.get_state())
-        if process.is_main:
-            save_training_checkpoint(checkpoint_path, model, optimizer, config, step, rng_states, history,
-                                     wall_time_s)
-            write_log(out_dir, config.to_dict(), history, wall_time_s, finished=step == config.steps, curves=CURVES)
-
-    trained.train()
-    try:
-        for step in range(start_step, config.steps):
-            rate = learning_rate(step, lr=config.lr, steps=config.steps, warmup_steps=config.warmup_steps,
-                                 min_lr_ratio=config.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            indices = plan.indices(step)
-            images, disparity = random_crops(bank.rgb[indices], bank.disparity[indices], config.crop_size,
-                                             config.min_crop_scale, generator)
-            parts = depth_loss(trained(images.to(process.device)), disparity.to(process.device),
-                               gradient_weight=config.gradient_weight, gradient_scales=config.gradient_scales)
-            optimizer.zero_grad(set_to_none=True)
-            parts.loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            done = step + 1
-            window.append((parts.loss.item(), parts.ssi, parts.gradient, parts.dropped))
-            wall_time_s = wall_before + time.perf_counter() - started
-            entry = None
-            if done % config.log_every == 0 or done == config.steps:
-                loss, ssi, gradient, dropped = process.mean_over_ranks(np.mean(window, axis=0).tolist())
-                now = time.perf_counter()
-                entry = {"step": done, "loss": loss, "ssi": ssi, "gradient": gradient,
-                         "dropped_per_step": dropped, "lr": optimizer.param_groups[0]["lr"],
-                         "images_per_s": len(window) * config.batch_size * process.world_size
-                         / max(now - window_start, 1e-9),
-                         "elapsed_s": wall_time_s}
-                history.append(entry)
-                window, window_start = [], now
-            if process.is_main:
-                progress.update(done, entry)
-                if on_step is not None:
-                    on_step(done, {"loss": parts.loss.item(), "ssi": parts.ssi, "gradient": parts.gradient})
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                checkpoint(done)
-    finally:
-        progress.close()
-    model_path = out_dir / MODEL_NAME
-    final_loss = history[-1]["loss"] if history else float("nan")
-    if process.is_main:
-        save_depth_checkpoint(model, model_path, meta={"train_config": config.to_dict(), "steps": config.steps,
-                                                       "wall_time_s": round(wall_time_s, 1),
-                                                       "final_loss": final_loss})
-    process.barrier()
-    process.leave()
-    return TrainSummary(model_path=model_path, checkpoint_path=checkpoint_path, steps=config.steps,
-                        final_loss=final_loss, wall_time_s=wall_time_s)
+    return run_training(config, process, model, optimizer, step, MODEL_FILE, LOG, generator=generator,
+                        on_step=on_step)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line (`python -m xlstm_ros.train.depth_train`; the `xlstm-ros train depth` CLI uses the same options)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 192x256, got '{text}'") from error
-    return height, width
-
-
-def parse_ints(text: str) -> tuple[int, ...]:
-    """'1,3,5' -> (1, 3, 5)."""
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from error
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per DepthTrainConfig field (--out-dir, --n-frames, ...) with the config's defaults."""
-    d = DepthTrainConfig()
-    add = parser.add_argument
-    add("--out-dir", default=d.out_dir, help="checkpoints, log.json and loss.png go here")
-    add("--data-dir", default=d.data_dir, help="scene cache folder (default OUT_DIR/scenes)")
-    add("--n-frames", type=int, default=d.n_frames, help="training frames to render (once) and train on")
-    add("--data-seed", type=int, default=d.data_seed, help="seed of the rendered training scenes")
-    add("--frame-size", type=parse_size, default=d.frame_size, help="rendered frame HxW")
-    add("--backbone", default=d.backbone, choices=sorted(VIL_CONFIGS), help="ViL preset")
-    add("--dim", type=int, default=d.dim, help="override the preset's width")
-    add("--pairs", type=int, default=d.pairs, help="override the preset's number of block pairs")
-    add("--feature-pairs", type=parse_ints, default=d.feature_pairs, help="block pairs tapped, e.g. 1,3,5,7")
-    add("--features", type=int, default=d.features, help="DPT fusion width")
-    add("--neck-channels", type=parse_ints, default=d.neck_channels, help="DPT reassemble widths (4)")
-    add("--crop-size", type=parse_size, default=d.crop_size, help="training crop HxW (multiples of 16)")
-    add("--min-crop-scale", type=float, default=d.min_crop_scale, help="smallest crop relative to the largest")
-    add("--steps", type=int, default=d.steps, help="optimizer steps")
-    add("--batch-size", type=int, default=d.batch_size, help="frames per step and process")
-    add("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
-    add("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="final learning rate / peak")
-    add("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up steps")
-    add("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (matrices only)")
-    add("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip")
-    add("--gradient-weight", type=float, default=d.gradient_weight, help="weight of the gradient-matching term")
-    add("--gradient-scales", type=int, default=d.gradient_scales, help="scales of the gradient-matching term")
-    add("--seed", type=int, default=d.seed, help="seed of initialisation, sampling and augmentation")
-    add("--mlstm-mode", default=d.mlstm_mode, choices=MLSTM_MODES, help="how the mLSTM cell is evaluated")
-    add("--chunk-size", type=int, default=d.chunk_size, help="chunk length of the chunkwise mLSTM")
-    add_run_arguments(parser, d)
-
-
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog, description="Train the ViL depth model on rendered scenes "
-                                                            "(torchrun-ready; resumes from OUT_DIR/checkpoint.pt).")
-    add_arguments(parser)
-    summary = train_depth(config_from_args(DepthTrainConfig, parser.parse_args(argv)))
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
-              f"{summary.wall_time_s:.0f} s; model {summary.model_path}")
+    command_line(DepthTrainConfig, train_depth, "Train the ViL depth model on rendered scenes (torchrun-ready; "
+                 "resumes from OUT_DIR).", argv, prog)
 
 
 if __name__ == "__main__":

@@ -23,113 +23,98 @@ clipping, fp32 (bf16 autocast on CUDA optional). The sLSTM runs through the diff
 reference (`backend="torch"`, `precision="fp32"`). A run starts from random weights or, with
 `init_checkpoint`, from a TiRex checkpoint of the same architecture (fine-tuning, or a second schedule).
 
-Files in `out_dir` (rank 0 writes, atomically, every `checkpoint_every` steps and at the end):
-`model.ckpt` in the official TiRex format (tirex-ts and `load_tirex_checkpoint` read it; its extra
-"xlstm_ros" entry records the step and the run's config), `training_state.pt` (optimizer, step, history:
-what a resume needs besides the weights), `log.json` and `loss.png`. Each rank's batches are a pure function
+Runs are resumable, in the layout of every training run (runtime.py): `model.ckpt` in the official TiRex
+format (tirex-ts and `load_tirex_checkpoint` read it; its extra "xlstm_ros" entry records the step and the
+run's config) and `training_state.pt` (optimizer, step, history). Each rank's batches are a pure function
 of (seed, rank, step), so a resumed run draws exactly the batches the uninterrupted run would have drawn.
 torchrun starts one process per device: with WORLD_SIZE > 1 they join a process group (DDP).
 """
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
 import os
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, load_into, save_checkpoint, state_dict_of
+from xlstm_ros.models.checkpoints import CheckpointError
 from xlstm_ros.models.tirex import (DEFAULT_QUANTILES, TiRex, TiRexConfig, load_tirex_checkpoint,
                                     save_tirex_checkpoint, standardize, tokenize, window_stats)
-from xlstm_ros.train.runtime import (Curve, Process, Progress, TrainSummary, add_run_arguments, check_resumable,
-                                     config_from_args, learning_rate, parameter_groups, start_process, write_log)
+from xlstm_ros.options import option
+from xlstm_ros.train.runtime import (Curve, LogSpec, ModelFile, Process, StepOutput, TrainConfig, TrainSummary,
+                                     command_line, operational, parameter_groups, run_training, start_run)
 from xlstm_ros.sim.series import DEFAULT_MIXTURE, Augmentations, Mixture, SeriesCache
 
-MODEL_NAME = "model.ckpt"
-STATE_NAME = "training_state.pt"
-STATE_FORMAT = "xlstm_ros.forecast_train/1"
 VALIDATION_SEED_OFFSET = 1_000_003
 """The validation windows are drawn from data_seed + this offset: fresh series, never in the cache."""
-# Fields that may change between a run and its resumption without changing what it computes.
-OPERATIONAL_FIELDS = ("out_dir", "data_dir", "checkpoint_every", "log_every", "eval_every", "threads",
-                      "resume", "device", "compile")
-# The loss picture: training loss, validation loss over all targets and over the forecast tokens only.
-CURVES = (Curve("loss", "training"), Curve("val_loss", "validation", "."),
-          Curve("val_forecast_loss", "validation, forecast tokens", "."))
+#: The official TiRex model.ckpt format (tirex-ts and load_tirex_checkpoint read it); the run's meta goes
+#: into an extra "xlstm_ros" entry that both ignore.
+MODEL_FILE = ModelFile("model.ckpt", save=lambda model, path, meta: save_tirex_checkpoint(
+    model, path, extra={"xlstm_ros": meta}), meta_of=lambda payload: payload.get("xlstm_ros", {}))
+#: The loss picture: training loss, validation loss over all targets and over the forecast tokens only.
+LOG = LogSpec(curves=(Curve("loss", "training"), Curve("val_loss", "validation", "."),
+                      Curve("val_forecast_loss", "validation, forecast tokens", ".")),
+              rate_key="windows_per_s", rate_unit="windows", progress_terms=("val_loss", "val_forecast_loss"),
+              ylabel="pinball loss (standardised)")
 
 
 @dataclass(frozen=True)
-class ForecastTrainConfig:
+class ForecastTrainConfig(TrainConfig):
     """Everything a forecaster training run depends on; stored in its checkpoints. Lengths are in samples
     unless the name says patches."""
 
-    out_dir: str = "out/train_forecaster"
-    data_dir: str | None = None           # series cache; default <out_dir>/series
-    n_series: int = 40000
-    series_length: int = 2080             # >= train_ctx_len + patch_size
-    data_seed: int = 0
-    init_checkpoint: str | None = None    # start from these weights (official format, same architecture)
-    # architecture (TiRexConfig)
-    embedding_dim: int = 192
-    num_blocks: int = 4
-    num_heads: int = 4
-    input_ff_dim: int = 512
-    ffn_proj_factor: float = 3.0          # FFN width 192 * 3 = 576
-    patch_size: int = 32
-    train_ctx_len: int = 512              # the shipped model's window (M/Tourism series are shorter)
-    # windows
-    min_context: int = 8                  # shortest observed context
-    full_context_share: float = 0.2       # windows observed from their first sample
-    max_future_patches: int = 4           # trailing fully masked tokens: uniform in 0..max
-    interior_mask_share: float = 0.2      # windows with one interior run of fully masked patches
-    max_interior_patches: int = 4
-    augment: bool = True                  # TiRex-style augmentations (series.Augmentations defaults)
-    max_abs_target: float = 100.0         # standardised targets beyond this are left out (counted)
-    validation_windows: int = 256
-    # optimisation
-    steps: int = 7000
-    batch_size: int = 128
-    lr: float = 1.5e-3
-    min_lr_ratio: float = 0.05            # the cosine schedule ends at lr x min_lr_ratio
-    warmup_steps: int = 300
-    weight_decay: float = 0.05
-    grad_clip: float = 1.0
-    seed: int = 0
-    bf16_autocast: bool = False           # CUDA only: bf16 autocast of the matrix products
-    compile: bool = True                  # torch.compile each block in place (see build_model)
-    checkpoint_every: int = 500
-    log_every: int = 50
-    eval_every: int = 500                 # steps between validation losses (and at the end)
-    device: str = "auto"
-    threads: int | None = None            # torch intra-op threads (None: torch's default)
-    resume: bool = True
+    out_dir: str = operational("out/train_forecaster", "model.ckpt, training_state.pt, log.json and loss.png "
+                               "go here")
+    data_dir: str | None = operational(None, "synthetic series cache folder (default OUT_DIR/series)")
+    n_series: int = option(40000, "synthetic series to generate (once) and train on")
+    series_length: int = option(2080, "samples per cached series (>= train_ctx_len + patch_size)")
+    data_seed: int = option(0, "seed of the cached series")
+    init_checkpoint: str | None = option(None, "start from the weights of this TiRex model.ckpt (fine-tuning; "
+                                         "the architecture options must match)")
+    embedding_dim: int = option(192, "model width")
+    num_blocks: int = option(4, "sLSTM blocks")
+    num_heads: int = option(4, "sLSTM heads (divide the width)")
+    input_ff_dim: int = option(512, "hidden width of the patch embedding and head")
+    ffn_proj_factor: float = option(3.0, "SwiGLU width / model width")
+    patch_size: int = option(32, "samples per token")
+    train_ctx_len: int = option(512, "model window in samples")
+    min_context: int = option(8, "shortest observed context (samples)")
+    full_context_share: float = option(0.2, "share of windows observed from their first sample")
+    max_future_patches: int = option(4, "most trailing masked patches (forecast by masked tokens)")
+    interior_mask_share: float = option(0.2, "share of windows with an interior run of masked patches")
+    max_interior_patches: int = option(4, "longest interior masked run")
+    augment: bool = option(True, "TiRex-style augmentations of the training series")
+    max_abs_target: float = option(100.0, "standardised targets beyond this are left out of the loss (counted)")
+    validation_windows: int = option(256, "fixed validation windows")
+    steps: int = option(7000, "optimizer steps")
+    batch_size: int = option(128, "windows per step and process")
+    lr: float = option(1.5e-3, "peak AdamW learning rate")
+    warmup_steps: int = option(300, "linear warm-up steps")
+    bf16_autocast: bool = option(False, "bf16 autocast of the matrix products (CUDA only)")
+    compile: bool = operational(True, "torch.compile each block (minutes of compilation first, several times "
+                                "faster steps)")
+    checkpoint_every: int = operational(500, "steps between checkpoints")
+    log_every: int = operational(50, "steps between log entries")
+    eval_every: int = operational(500, "steps between validation losses (and at the end)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         positive = ("n_series", "series_length", "embedding_dim", "num_blocks", "num_heads", "input_ff_dim",
-                    "patch_size", "train_ctx_len", "min_context", "validation_windows", "steps", "batch_size",
-                    "checkpoint_every", "log_every", "eval_every")
+                    "patch_size", "train_ctx_len", "min_context", "validation_windows", "eval_every")
         for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"ForecastTrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("data_seed", "seed", "warmup_steps", "max_future_patches", "max_interior_patches"):
+        for name in ("data_seed", "max_future_patches", "max_interior_patches"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ForecastTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"ForecastTrainConfig.threads must be >= 1 or None, got {self.threads}")
-        for name in ("lr", "grad_clip", "max_abs_target", "ffn_proj_factor"):
+        for name in ("max_abs_target", "ffn_proj_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ForecastTrainConfig.{name} must be > 0, got {getattr(self, name)}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"ForecastTrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
-        for name in ("min_lr_ratio", "full_context_share", "interior_mask_share"):
+        for name in ("full_context_share", "interior_mask_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ForecastTrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         model = self.model_config()  # validates the architecture fields
@@ -148,10 +133,6 @@ class ForecastTrainConfig:
                            num_blocks=self.num_blocks, num_heads=self.num_heads,
                            ffn_proj_factor=self.ffn_proj_factor, input_ff_dim=self.input_ff_dim,
                            quantiles=DEFAULT_QUANTILES, train_ctx_len=self.train_ctx_len)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data, as stored in checkpoints and logs."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @property
     def series_dir(self) -> Path:
@@ -343,43 +324,6 @@ def evaluate_batch(model: nn.Module, batch: ForecastBatch, levels: Sequence[floa
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def save_training(out_dir: Path, model: TiRex, optimizer: torch.optim.Optimizer, config: ForecastTrainConfig,
-                  step: int, history: list[dict[str, float]], wall_time_s: float) -> Path:
-    """Write model.ckpt (official format, with a small "xlstm_ros" entry) and then training_state.pt."""
-    meta = {"step": step, "finished": step == config.steps, "wall_time_s": round(wall_time_s, 1),
-            "train_config": config.to_dict()}
-    model_path = save_tirex_checkpoint(model, out_dir / MODEL_NAME, extra={"xlstm_ros": meta})
-    save_checkpoint({"format": STATE_FORMAT, "step": step, "optimizer": optimizer.state_dict(),
-                     "train_config": config.to_dict(), "history": history, "wall_time_s": wall_time_s},
-                    out_dir / STATE_NAME)
-    return model_path
-
-
-def load_training(out_dir: Path, model: TiRex, optimizer: torch.optim.Optimizer,
-                  config: ForecastTrainConfig) -> dict[str, Any]:
-    """Restore weights and optimizer from out_dir in place; returns the training state (step, history)."""
-    model_path, state_path = out_dir / MODEL_NAME, out_dir / STATE_NAME
-    state = load_checkpoint(state_path)
-    if state.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{state_path}: not a forecaster training state (format {state.get('format')!r})")
-    check_resumable(state["train_config"], config.to_dict(), OPERATIONAL_FIELDS, state_path)
-    payload = load_checkpoint(model_path)
-    model_step = payload.get("xlstm_ros", {}).get("step")
-    if model_step != state["step"]:
-        raise CheckpointError(f"{model_path} holds step {model_step} but {state_path} step {state['step']}: "
-                              "the run was interrupted while saving; delete both to restart")
-    load_into(model, state_dict_of(payload, model_path), model_path)
-    try:
-        optimizer.load_state_dict(state["optimizer"])
-    except (KeyError, ValueError) as error:
-        raise CheckpointError(f"{state_path}: optimizer state does not fit the model ({error})") from error
-    return state
-
-
-# ---------------------------------------------------------------------------------------------------------
 # The run
 
 
@@ -397,10 +341,9 @@ def prepare_series(config: ForecastTrainConfig, process: Process) -> np.ndarray:
 def build_model(config: ForecastTrainConfig) -> TiRex:
     """A freshly initialised TiRex for training: fp32 recurrence through the differentiable reference.
 
-    With `config.compile` every block is torch.compile'd in place (parameter names unchanged). The reference
-    runs the recurrence token by token in Python; compiled, a training step of the 2 M-parameter model took
-    0.9 instead of 6 s on one CPU thread here, after about two minutes of compilation (once per process and
-    grad mode; an identical block graph is reused by all blocks)."""
+    With `config.compile` every block is torch.compile'd in place (parameter names unchanged): the reference
+    runs the recurrence token by token in Python, and a compiled block fuses it. Compilation happens once
+    per process and grad mode; an identical block graph is reused by all blocks."""
     torch.manual_seed(config.seed)
     model = TiRex(config.model_config(), precision="fp32", backend="torch")
     if config.compile:
@@ -424,15 +367,10 @@ def train_forecaster(config: ForecastTrainConfig,
                      on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainSummary:
     """Train (or resume) the forecaster described by `config`; see the module docstring for data and files.
 
-    on_step(step, entry) is called on rank 0 after every optimizer step with the step count so far and that
+    on_step(step, numbers) is called on rank 0 after every optimizer step with the step count so far and that
     step's numbers (progress displays; a test interrupts a run by raising from it).
     """
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
-    process = start_process(config.device)
-    out_dir = Path(config.out_dir)
-    if process.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+    process = start_run(config)
     series = prepare_series(config, process)
     validation = validation_batch(config) if process.is_main else None
     levels = DEFAULT_QUANTILES
@@ -442,131 +380,29 @@ def train_forecaster(config: ForecastTrainConfig,
         load_initial_weights(model, config.init_checkpoint)
     model.to(process.device)
     optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.95))
-    start_step, history, wall_before = 0, [], 0.0
-    if config.resume and (out_dir / STATE_NAME).is_file():
-        state = load_training(out_dir, model, optimizer, config)
-        start_step, history, wall_before = int(state["step"]), list(state["history"]), float(state["wall_time_s"])
-        if process.is_main:
-            print(f"resuming {out_dir / MODEL_NAME} at step {start_step}", flush=True)
-    trained = model if process.world_size == 1 else nn.parallel.DistributedDataParallel(model)
     autocast = config.bf16_autocast and process.device.type == "cuda"
 
-    progress = Progress(config.steps, start_step, process.is_main, rate_key="windows_per_s", rate_unit="windows",
-                        terms=("val_loss", "val_forecast_loss"))
-    window: list[tuple[float, float, float]] = []
-    started = time.perf_counter()
-    window_start = started
-    wall_time_s = wall_before
+    def step(module: nn.Module, index: int) -> StepOutput:
+        batch = sample_batch(series, config, (config.seed, process.rank, index))
+        with torch.autocast(process.device.type, dtype=torch.bfloat16, enabled=autocast):
+            outputs = module(batch.tokens.to(process.device))
+        loss = batch_loss(outputs.float(), batch.targets.to(process.device), levels)
+        return StepOutput(loss, {"dropped_targets": batch.dropped_targets})
 
-    trained.train()
-    try:
-        for step in range(start_step, config.steps):
-            rate = learning_rate(step, lr=config.lr, steps=config.steps, warmup_steps=config.warmup_steps,
-                                 min_lr_ratio=config.min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = rate
-            batch = sample_batch(series, config, (config.seed, process.rank, step))
-            with torch.autocast(process.device.type, dtype=torch.bfloat16, enabled=autocast):
-                outputs = trained(batch.tokens.to(process.device))
-            loss = batch_loss(outputs.float(), batch.targets.to(process.device), levels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
-            optimizer.step()
-            done = step + 1
-            window.append((loss.item(), grad_norm, batch.dropped_targets))
-            wall_time_s = wall_before + time.perf_counter() - started
-            entry = None
-            if done % config.log_every == 0 or done == config.steps:
-                mean_loss, mean_norm, dropped = process.mean_over_ranks(np.mean(window, axis=0).tolist())
-                now = time.perf_counter()
-                entry = {"step": done, "loss": mean_loss, "grad_norm": mean_norm, "dropped_targets": dropped,
-                         "lr": optimizer.param_groups[0]["lr"],
-                         "windows_per_s": len(window) * config.batch_size * process.world_size
-                         / max(now - window_start, 1e-9), "elapsed_s": round(wall_time_s, 1)}
-                if process.is_main and (done % config.eval_every == 0 or done == config.steps):
-                    model.eval()
-                    entry.update(evaluate_batch(model, validation, levels, config.patch_size, process.device))
-                    model.train()
-                history.append(entry)
-                window, window_start = [], time.perf_counter()
-            if process.is_main:
-                progress.update(done, entry)
-                if on_step is not None:
-                    on_step(done, {"loss": loss.item(), "grad_norm": grad_norm})
-            if done % config.checkpoint_every == 0 or done == config.steps:
-                if process.is_main:
-                    save_training(out_dir, model, optimizer, config, done, history, wall_time_s)
-                    write_log(out_dir, config.to_dict(), history, wall_time_s, finished=done == config.steps,
-                              curves=CURVES, ylabel="pinball loss (standardised)")
-                process.barrier()
-    finally:
-        progress.close()
-    process.leave()
-    final_loss = history[-1]["loss"] if history else float("nan")
-    final_validation = {key: history[-1][key] for key in ("val_loss", "val_forecast_loss")
-                        if history and key in history[-1]}
-    return TrainSummary(model_path=out_dir / MODEL_NAME, checkpoint_path=out_dir / STATE_NAME, steps=config.steps,
-                        final_loss=final_loss, wall_time_s=wall_time_s, final_validation=final_validation)
+    def evaluate() -> dict[str, float]:
+        return evaluate_batch(model, validation, levels, config.patch_size, process.device)
+
+    return run_training(config, process, model, optimizer, step, MODEL_FILE, LOG, evaluate=evaluate,
+                        eval_every=config.eval_every, on_step=on_step)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Command line (`python -m xlstm_ros.train.forecast_train`; `xlstm-ros train forecaster` uses the same options)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one option per ForecastTrainConfig field (--out-dir, --steps, ...) with the config's defaults."""
-    d = ForecastTrainConfig()
-    add = parser.add_argument
-    add("--out-dir", default=d.out_dir, help="model.ckpt, training_state.pt, log.json and loss.png go here")
-    add("--data-dir", default=d.data_dir, help="synthetic series cache folder (default OUT_DIR/series)")
-    add("--n-series", type=int, default=d.n_series, help="synthetic series to generate (once) and train on")
-    add("--series-length", type=int, default=d.series_length, help="samples per cached series")
-    add("--data-seed", type=int, default=d.data_seed, help="seed of the cached series")
-    add("--init-checkpoint", default=d.init_checkpoint,
-        help="start from the weights of this TiRex model.ckpt (fine-tuning; the architecture options must match)")
-    add("--embedding-dim", type=int, default=d.embedding_dim, help="model width")
-    add("--num-blocks", type=int, default=d.num_blocks, help="sLSTM blocks")
-    add("--num-heads", type=int, default=d.num_heads, help="sLSTM heads (divide the width)")
-    add("--input-ff-dim", type=int, default=d.input_ff_dim, help="hidden width of the patch embedding and head")
-    add("--ffn-proj-factor", type=float, default=d.ffn_proj_factor, help="SwiGLU width / model width")
-    add("--patch-size", type=int, default=d.patch_size, help="samples per token")
-    add("--train-ctx-len", type=int, default=d.train_ctx_len, help="model window in samples")
-    add("--min-context", type=int, default=d.min_context, help="shortest observed context (samples)")
-    add("--full-context-share", type=float, default=d.full_context_share,
-        help="share of windows observed from their first sample")
-    add("--max-future-patches", type=int, default=d.max_future_patches,
-        help="most trailing masked patches (forecast by masked tokens)")
-    add("--interior-mask-share", type=float, default=d.interior_mask_share,
-        help="share of windows with an interior run of masked patches")
-    add("--max-interior-patches", type=int, default=d.max_interior_patches, help="longest interior masked run")
-    add("--no-augment", dest="augment", action="store_false", help="train without the TiRex augmentations")
-    add("--max-abs-target", type=float, default=d.max_abs_target,
-        help="standardised targets beyond this are left out of the loss")
-    add("--validation-windows", type=int, default=d.validation_windows, help="fixed validation windows")
-    add("--steps", type=int, default=d.steps, help="optimizer steps")
-    add("--batch-size", type=int, default=d.batch_size, help="windows per step and process")
-    add("--lr", type=float, default=d.lr, help="peak AdamW learning rate")
-    add("--min-lr-ratio", type=float, default=d.min_lr_ratio, help="final learning rate / peak")
-    add("--warmup-steps", type=int, default=d.warmup_steps, help="linear warm-up steps")
-    add("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay (matrices only)")
-    add("--grad-clip", type=float, default=d.grad_clip, help="gradient norm clip")
-    add("--seed", type=int, default=d.seed, help="seed of initialisation and batch sampling")
-    add("--bf16-autocast", action="store_true", help="bf16 autocast of the matrix products (CUDA only)")
-    add("--no-compile", dest="compile", action="store_false",
-        help="run the blocks eagerly (no minutes of torch.compile first; several times slower per step)")
-    add("--eval-every", type=int, default=d.eval_every, help="steps between validation losses")
-    add_run_arguments(parser, d)
-
-
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    parser = argparse.ArgumentParser(prog=prog, description="Train the TiRex-architecture forecaster on synthetic "
-                                                            "series (torchrun-ready; resumes from OUT_DIR).")
-    add_arguments(parser)
-    summary = train_forecaster(config_from_args(ForecastTrainConfig, parser.parse_args(argv)))
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(f"done: {summary.steps} steps, final loss {summary.final_loss:.4f} {summary.final_validation}, "
-              f"{summary.wall_time_s:.0f} s; model {summary.model_path}")
+    command_line(ForecastTrainConfig, train_forecaster, "Train the TiRex-architecture forecaster on synthetic "
+                 "series (torchrun-ready; resumes from OUT_DIR).", argv, prog)
 
 
 if __name__ == "__main__":
