@@ -62,47 +62,55 @@ def test_window_and_batch_loss_skip_missing_targets_and_weigh_windows_equally():
 # Masked-patch windows
 
 
+@pytest.mark.parametrize("stream", [0, 5])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2 ** 31 - 1))
-def test_batch_builder_produces_the_masks_padding_and_targets_it_claims(seed):
+def test_batch_builder_produces_the_masks_padding_and_targets_it_claims(stream, seed):
+    """Plain windows (stream 0) and streaming windows: the anchor window's first TOKENS tokens give the
+    scaler of every token, the `stream` tokens after it included."""
     config = dataclasses.replace(TINY, batch_size=12, full_context_share=0.3)
+    anchor = TOKENS
+    n_tokens = anchor + stream
     rng = np.random.default_rng(seed)
-    crops = rng.normal(5.0, 2.0, (config.batch_size, (TOKENS + 1) * PATCH))
+    crops = rng.normal(5.0, 2.0, (config.batch_size, (n_tokens + 1) * PATCH))
+    crops[:, anchor * PATCH:] += 3.0   # the streamed part drifts away from the anchor's statistics
     crops[rng.random(crops.shape) < 0.05] = np.nan  # sample-level gaps
-    plan = T.plan_windows(rng, config.batch_size, config)
-    batch = T.build_batch(crops, plan, config)
+    plan = T.plan_windows(rng, config.batch_size, config, stream)
+    batch = T.build_batch(crops, plan, config, stream)
 
-    assert batch.tokens.shape == (config.batch_size, TOKENS, 2 * PATCH)
+    assert batch.tokens.shape == (config.batch_size, n_tokens, 2 * PATCH)
     values, mask = batch.tokens[..., :PATCH].numpy(), batch.tokens[..., PATCH:].numpy()
     for row in range(config.batch_size):
         future, context = int(plan.future_patches[row]), int(plan.context_samples[row])
         assert 0 <= future <= config.max_future_patches
-        origin = (TOKENS - future) * PATCH
+        origin = (n_tokens - future) * PATCH
         assert batch.origin[row] == origin
         assert config.min_context <= context <= origin and batch.observed_from[row] == origin - context
+        assert origin - context <= anchor * PATCH - config.min_context   # the anchor window sees enough
         run = range(plan.interior_start[row], plan.interior_start[row] + plan.interior_patches[row])
         if len(run):  # strictly inside the context's whole tokens, never the last observed token
-            assert run.start * PATCH >= origin - context and run.stop <= TOKENS - future - 1
-        expected_masked = [t in run or t >= TOKENS - future for t in range(TOKENS)]
+            assert run.start * PATCH >= origin - context and run.stop <= n_tokens - future - 1
+        expected_masked = [t in run or t >= n_tokens - future for t in range(n_tokens)]
         assert batch.masked[row].tolist() == expected_masked
 
-        time_index = np.arange(TOKENS * PATCH)
+        time_index = np.arange(n_tokens * PATCH)
         visible = ((time_index >= origin - context) & (time_index < origin)
-                   & ~np.repeat(batch.masked[row], PATCH) & np.isfinite(crops[row, :TOKENS * PATCH]))
+                   & ~np.repeat(batch.masked[row], PATCH) & np.isfinite(crops[row, :n_tokens * PATCH]))
         assert np.array_equal(mask[row].reshape(-1), visible.astype(np.float32))
         assert np.all(values[row].reshape(-1)[~visible] == 0.0)
-        observed = crops[row, :TOKENS * PATCH][visible]
+        observed = crops[row, :anchor * PATCH][visible[:anchor * PATCH]]
         if observed.size:  # the official scaler on exactly the visible samples
             loc = observed.mean()
             scale = observed.std() if observed.std() > 0 else abs(loc) + 1e-5
             assert batch.loc[row].item() == pytest.approx(loc, rel=1e-5)
             assert batch.scale[row].item() == pytest.approx(scale, rel=1e-4)
-            assert np.allclose(values[row].reshape(-1)[visible], (observed - loc) / scale, atol=1e-4)
+            everything = crops[row, :n_tokens * PATCH][visible]
+            assert np.allclose(values[row].reshape(-1)[visible], (everything - loc) / scale, atol=1e-4)
 
         targets = batch.targets[row].numpy()  # (N, P): patch t + 1 for token t
-        seen = (np.arange(TOKENS) + 1) * PATCH > origin - context
+        seen = (np.arange(n_tokens) + 1) * PATCH > origin - context
         assert np.isnan(targets[~seen]).all()
-        expected = (crops[row, PATCH:].reshape(TOKENS, PATCH) - batch.loc[row].item()) / batch.scale[row].item()
+        expected = (crops[row, PATCH:].reshape(n_tokens, PATCH) - batch.loc[row].item()) / batch.scale[row].item()
         assert np.allclose(targets[seen], expected[seen], atol=1e-4, equal_nan=True)
     forecast = batch.forecast_tokens(PATCH).numpy()
     assert forecast.sum(axis=1).tolist() == (plan.future_patches + 1).tolist()
@@ -250,3 +258,37 @@ def test_init_checkpoint_starts_from_given_weights_and_refuses_another_architect
     assert all(torch.allclose(tuned[key], source[key], atol=1e-6) for key in source)
     with pytest.raises(CheckpointError, match="embedding_dim=32"):
         T.train_forecaster(tiny(tmp_path / "b", init_checkpoint=str(first.model_path), embedding_dim=64))
+
+
+def test_streaming_windows_train_and_are_validated_on_their_own(tmp_path, monkeypatch):
+    config = tiny(tmp_path, steps=6, checkpoint_every=6, log_every=3, eval_every=6, stream_patches=4,
+                  stream_share=0.5, series_length=TOKENS * PATCH + 5 * PATCH)
+    streamed = []
+    original = T.sample_batch
+
+    def spy(series, config, seed, stream_patches=0):
+        streamed.append(stream_patches)
+        return original(series, config, seed, stream_patches)
+
+    monkeypatch.setattr(T, "sample_batch", spy)
+    summary = T.train_forecaster(config)
+    assert set(streamed) == {0, 4}                      # both kinds of step, drawn from (seed, step)
+    assert {"val_loss", "val_forecast_loss", "val_stream_loss", "val_stream_forecast_loss"} <= set(
+        summary.final_validation)
+    stream_batch = T.validation_batch(config, 4)
+    assert stream_batch.tokens.shape == (config.validation_windows, TOKENS + 4, 2 * PATCH)
+    with pytest.raises(ValueError, match="stream_patches"):
+        dataclasses.replace(config, stream_patches=2)   # not more than max_future_patches = 3
+    with pytest.raises(ValueError, match="series_length"):
+        dataclasses.replace(config, stream_patches=8)
+
+
+def test_init_checkpoint_may_have_another_window(tmp_path):
+    first = T.train_forecaster(tiny(tmp_path / "a", steps=2, checkpoint_every=2))
+    longer = tiny(tmp_path / "b", steps=1, lr=1e-12, weight_decay=0.0, init_checkpoint=str(first.model_path),
+                  train_ctx_len=2 * TOKENS * PATCH, series_length=2 * TOKENS * PATCH + PATCH,
+                  max_future_patches=3)
+    tuned = T.train_forecaster(longer)
+    assert load_tirex_checkpoint(tuned.model_path).config.train_ctx_len == 2 * TOKENS * PATCH
+    source, weights = load_checkpoint(first.model_path)["state_dict"], load_checkpoint(tuned.model_path)["state_dict"]
+    assert all(torch.allclose(weights[key], source[key], atol=1e-6) for key in source)

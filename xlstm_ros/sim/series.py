@@ -226,6 +226,48 @@ class MultiSeasonal:
 
 
 @dataclass(frozen=True)
+class CalendarSeasonal:
+    """Business-style series with one strong calendar seasonality (quarterly 4, weekly 7, monthly 12,
+    weekly-yearly 52): a positive level with a trend and level shifts, a fixed random seasonal profile that
+    is multiplicative (scales with the level) with probability `multiplicative_share`, else additive, and
+    noise relative to the level. Monthly retail, quarterly tourism and weekly demand look like this."""
+
+    periods: tuple[int, ...] = (4, 7, 12, 52)
+    seasonal_strength: tuple[float, float] = (0.1, 0.6)
+    multiplicative_share: float = 0.5
+    trend_change: tuple[float, float] = (-0.6, 1.5)
+    max_level_shifts: int = 3
+    level_shift: float = 0.25
+    noise: tuple[float, float] = (0.01, 0.15)
+
+    def __call__(self, rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+        t = np.arange(length, dtype=np.float64)
+        period = rng.choice(np.asarray(self.periods, dtype=np.int64), n)
+        level = log_uniform(rng, (1.0, 1e4), n)[:, None] * np.exp(
+            uniform(rng, self.trend_change, n)[:, None] * t[None, :] / length)
+        for _ in range(self.max_level_shifts):
+            at = rng.uniform(0.05, 0.95, n)[:, None] * length
+            shift = rng.normal(0.0, self.level_shift, n) * (rng.random(n) < 0.4)
+            level = level * np.exp(shift[:, None] * (t[None, :] >= at))
+        # one seasonal profile per series: smooth harmonics plus a per-slot irregular part, zero mean
+        most = int(max(self.periods))
+        slots = np.arange(most)[None, :] / period[:, None]
+        profile = sum(rng.normal(0.0, 1.0 / h, (n, 1)) * np.sin(2 * np.pi * h * slots + rng.uniform(0, 6.3, (n, 1)))
+                      for h in (1, 2, 3))
+        profile = profile + 0.5 * rng.standard_normal((n, most))
+        position = (t[None, :].astype(np.int64) + rng.integers(0, most, n)[:, None]) % period[:, None]
+        season = np.take_along_axis(profile, position, axis=1)
+        in_cycle = np.arange(most)[None, :] < period[:, None]
+        mean = (profile * in_cycle).sum(axis=1) / period
+        spread = np.sqrt(((profile - mean[:, None]) ** 2 * in_cycle).sum(axis=1) / period)
+        season = (season - mean[:, None]) / spread[:, None] * uniform(rng, self.seasonal_strength, n)[:, None]
+        multiplicative = (rng.random(n) < self.multiplicative_share)[:, None]
+        scale = np.where(multiplicative, level, level[:, :1])     # additive seasons keep the starting size
+        noise = uniform(rng, self.noise, n)[:, None] * rng.standard_normal((n, length))
+        return level + scale * season + level * noise
+
+
+@dataclass(frozen=True)
 class TSMixup:
     """Convex Dirichlet(`alpha`) mixtures of 1..`max_sources` series from `base`, each divided by its mean
     absolute value first, so that no source dominates by scale (Chronos TSMixup)."""
@@ -386,8 +428,9 @@ def _check_shape(n: int, length: int) -> None:
         raise ValueError(f"length must be an integer >= 16, got {length!r}")
 
 
-#: The default pre-training recipe: generic families, TSMixup over them, and the drone/robot sensor regimes.
-DEFAULT_MIXTURE = Mixture(components=(
+#: The first pre-training recipe (the 2.1M model of November 2026): generic families, TSMixup over them,
+#: and the drone/robot sensor regimes.
+SENSOR_MIXTURE = Mixture(components=(
     ("structural", Structural(), 0.30),
     ("kernel_synth", KernelSynth(), 0.20),
     ("multi_seasonal", MultiSeasonal(), 0.15),
@@ -399,6 +442,27 @@ DEFAULT_MIXTURE = Mixture(components=(
     ("imu", Imu(), 0.05),
     ("baro_altitude", BaroAltitude(), 0.05),
 ))
+
+#: The second recipe: a fifth of the series from `CalendarSeasonal` (strong quarterly, weekly or monthly
+#: seasons, multiplicative or additive, level shifts), also inside TSMixup, and fewer generic ones.
+SEASONAL_MIXTURE = Mixture(components=(
+    ("structural", Structural(), 0.22),
+    ("kernel_synth", KernelSynth(), 0.15),
+    ("multi_seasonal", MultiSeasonal(), 0.10),
+    ("calendar_seasonal", CalendarSeasonal(), 0.20),
+    ("tsmixup", TSMixup(base=Mixture(components=(("structural", Structural(), 0.35),
+                                                 ("kernel_synth", KernelSynth(), 0.20),
+                                                 ("multi_seasonal", MultiSeasonal(), 0.20),
+                                                 ("calendar_seasonal", CalendarSeasonal(), 0.25)))), 0.13),
+    ("battery", Battery(), 0.05),
+    ("temperature", Temperature(), 0.05),
+    ("imu", Imu(), 0.05),
+    ("baro_altitude", BaroAltitude(), 0.05),
+))
+
+#: The recipes by name (the forecaster training's `mixture` option).
+MIXTURES: dict[str, Mixture] = {"sensor-v1": SENSOR_MIXTURE, "seasonal-v2": SEASONAL_MIXTURE}
+DEFAULT_MIXTURE = SEASONAL_MIXTURE
 
 
 class SeriesCacheError(ValueError):

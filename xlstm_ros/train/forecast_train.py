@@ -13,6 +13,12 @@ modulation, censoring, spikes, NaN gaps) and builds the model input the way infe
   windows get an interior run of fully masked patches (a sensor gap);
 * the official scaler: (loc, scale) from the observed input samples only, NaN -> 0 with mask bit 0.
 
+Streaming windows (a `stream_share` of the steps): the node anchors a stream's state on a window and then
+steps it over each new patch with the anchor's statistics until the next anchor. A streaming window is the
+anchor window of N tokens followed by `stream_patches` more tokens that are scaled with the anchor window's
+(loc, scale), so the loss covers the forecasts made from stepped states too; its trailing masked tokens
+are forecasts from a state stepped over the patches before them.
+
 The output of token t forecasts patch t + 1, so every token that has seen the context has a target; targets
 are the (augmented) real values in the same standardised units, missing ones and those beyond
 `max_abs_target` scales are left out (counted). The loss is the pinball loss averaged over the quantile
@@ -46,7 +52,7 @@ from xlstm_ros.models.tirex import (DEFAULT_QUANTILES, TiRex, TiRexConfig, load_
 from xlstm_ros.options import option
 from xlstm_ros.train.runtime import (Curve, LogSpec, ModelFile, Process, StepOutput, TrainConfig, TrainSummary,
                                      command_line, operational, parameter_groups, run_training, start_run)
-from xlstm_ros.sim.series import DEFAULT_MIXTURE, Augmentations, Mixture, SeriesCache
+from xlstm_ros.sim.series import MIXTURES, Augmentations, SeriesCache
 
 VALIDATION_SEED_OFFSET = 1_000_003
 """The validation windows are drawn from data_seed + this offset: fresh series, never in the cache."""
@@ -54,9 +60,11 @@ VALIDATION_SEED_OFFSET = 1_000_003
 #: into an extra "xlstm_ros" entry that both ignore.
 MODEL_FILE = ModelFile("model.ckpt", save=lambda model, path, meta: save_tirex_checkpoint(
     model, path, extra={"xlstm_ros": meta}), meta_of=lambda payload: payload.get("xlstm_ros", {}))
-#: The loss picture: training loss, validation loss over all targets and over the forecast tokens only.
+#: The loss picture: training loss, validation loss over all targets and over the forecast tokens only (of
+#: plain windows, and of streaming windows when the run trains on them).
 LOG = LogSpec(curves=(Curve("loss", "training"), Curve("val_loss", "validation", "."),
-                      Curve("val_forecast_loss", "validation, forecast tokens", ".")),
+                      Curve("val_forecast_loss", "validation, forecast tokens", "."),
+                      Curve("val_stream_forecast_loss", "validation, streamed forecast tokens", ".")),
               rate_key="windows_per_s", rate_unit="windows", progress_terms=("val_loss", "val_forecast_loss"),
               ylabel="pinball loss (standardised)")
 
@@ -72,6 +80,7 @@ class ForecastTrainConfig(TrainConfig):
     n_series: int = option(40000, "synthetic series to generate (once) and train on")
     series_length: int = option(2080, "samples per cached series (>= train_ctx_len + patch_size)")
     data_seed: int = option(0, "seed of the cached series")
+    mixture: str = option("seasonal-v2", "synthetic series recipe", choices=sorted(MIXTURES))
     init_checkpoint: str | None = option(None, "start from the weights of this TiRex model.ckpt (fine-tuning; "
                                          "the architecture options must match)")
     embedding_dim: int = option(192, "model width")
@@ -86,6 +95,11 @@ class ForecastTrainConfig(TrainConfig):
     max_future_patches: int = option(4, "most trailing masked patches (forecast by masked tokens)")
     interior_mask_share: float = option(0.2, "share of windows with an interior run of masked patches")
     max_interior_patches: int = option(4, "longest interior masked run")
+    stream_patches: int = option(0, "streaming windows: patches absorbed after the anchor window by stepping "
+                                 "the recurrent state, scaled with the anchor window's statistics (as the node "
+                                 "streams between re-anchors)")
+    stream_share: float = option(0.0, "share of steps that train on streaming windows (the others on plain "
+                                 "windows)")
     augment: bool = option(True, "TiRex-style augmentations of the training series")
     max_abs_target: float = option(100.0, "standardised targets beyond this are left out of the loss (counted)")
     validation_windows: int = option(256, "fixed validation windows")
@@ -108,19 +122,22 @@ class ForecastTrainConfig(TrainConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"ForecastTrainConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("data_seed", "max_future_patches", "max_interior_patches"):
+        for name in ("data_seed", "max_future_patches", "max_interior_patches", "stream_patches"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ForecastTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("max_abs_target", "ffn_proj_factor"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"ForecastTrainConfig.{name} must be > 0, got {getattr(self, name)}")
-        for name in ("full_context_share", "interior_mask_share"):
+        for name in ("full_context_share", "interior_mask_share", "stream_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ForecastTrainConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         model = self.model_config()  # validates the architecture fields
-        if self.series_length < model.train_ctx_len + model.patch_size:
+        if self.series_length < self.crop_length(self.stream_patches):
             raise ValueError(f"ForecastTrainConfig.series_length ({self.series_length}) must be >= train_ctx_len "
-                             f"+ patch_size ({model.train_ctx_len + model.patch_size})")
+                             f"+ (1 + stream_patches) x patch_size ({self.crop_length(self.stream_patches)})")
+        if self.stream_share > 0 and self.stream_patches <= self.max_future_patches:
+            raise ValueError(f"ForecastTrainConfig.stream_patches ({self.stream_patches}) must exceed "
+                             f"max_future_patches ({self.max_future_patches}) when stream_share > 0")
         if self.max_future_patches >= model.context_tokens:
             raise ValueError(f"ForecastTrainConfig.max_future_patches ({self.max_future_patches}) must be < the "
                              f"window's {model.context_tokens} tokens")
@@ -133,6 +150,10 @@ class ForecastTrainConfig(TrainConfig):
                            num_blocks=self.num_blocks, num_heads=self.num_heads,
                            ffn_proj_factor=self.ffn_proj_factor, input_ff_dim=self.input_ff_dim,
                            quantiles=DEFAULT_QUANTILES, train_ctx_len=self.train_ctx_len)
+
+    def crop_length(self, stream_patches: int) -> int:
+        """Samples of one training crop: the window, the streamed patches and the last token's target patch."""
+        return self.train_ctx_len + (1 + stream_patches) * self.patch_size
 
     @property
     def series_dir(self) -> Path:
@@ -222,20 +243,24 @@ class WindowPlan:
     interior_patches: np.ndarray  # its length in tokens (0: no run)
 
 
-def plan_windows(rng: np.random.Generator, batch: int, config: ForecastTrainConfig) -> WindowPlan:
-    """Draw the masking plan of `batch` windows.
+def plan_windows(rng: np.random.Generator, batch: int, config: ForecastTrainConfig,
+                 stream_patches: int = 0) -> WindowPlan:
+    """Draw the masking plan of `batch` windows of N + `stream_patches` tokens (N = train_ctx_len / patch).
 
     future_patches ~ uniform 0..max_future_patches; the context length is the whole room before the origin
-    with probability full_context_share, else log-uniform in [min_context, room]; with probability
+    with probability full_context_share, else log-uniform in [shortest, room], where the shortest context
+    leaves min_context samples in the anchor window (the first N tokens); with probability
     interior_mask_share an interior run of 1..max_interior_patches fully masked tokens lies strictly inside
     the context's whole tokens, never touching the origin's token (a forecast always sees its last patch).
     """
-    patch, n_tokens = config.patch_size, config.train_ctx_len // config.patch_size
+    patch = config.patch_size
+    n_tokens = config.train_ctx_len // patch + stream_patches
     future = rng.integers(0, config.max_future_patches + 1, batch)
     room = (n_tokens - future) * patch
-    drawn = np.exp(rng.uniform(np.log(config.min_context), np.log(room)))
+    shortest = config.min_context + np.maximum(stream_patches - future, 0) * patch
+    drawn = np.exp(rng.uniform(np.log(shortest), np.log(room)))
     context = np.where(rng.random(batch) < config.full_context_share, room,
-                       np.clip(np.floor(drawn), config.min_context, room)).astype(np.int64)
+                       np.clip(np.floor(drawn), shortest, room)).astype(np.int64)
     # whole context tokens strictly before the last observed token
     origin_token = n_tokens - future
     first_whole = origin_token - context // patch
@@ -247,13 +272,18 @@ def plan_windows(rng: np.random.Generator, batch: int, config: ForecastTrainConf
     return WindowPlan(context, future, np.where(has_run, start, 0), length)
 
 
-def build_batch(crops: np.ndarray, plan: WindowPlan, config: ForecastTrainConfig) -> ForecastBatch:
-    """Turn crops (B, (N + 1) * P) (NaN = missing) and their plan into model input and targets.
+def build_batch(crops: np.ndarray, plan: WindowPlan, config: ForecastTrainConfig,
+                stream_patches: int = 0) -> ForecastBatch:
+    """Turn crops (B, (N + S + 1) * P) (NaN = missing; S = stream_patches) and their plan into model input and
+    targets.
 
-    The input is the first N patches with the left padding, the interior run and the future patches set to
-    NaN; its observed samples give the official (loc, scale); the targets are the crop's patches 1..N,
-    kept where the token has seen at least one context sample."""
-    patch, n_tokens = config.patch_size, config.train_ctx_len // config.patch_size
+    The input is the first N + S patches with the left padding, the interior run and the future patches set
+    to NaN. The observed samples of the anchor window (the first N patches) give the official (loc, scale)
+    for the whole input, so the S patches after it are scaled as the node's streaming engine scales the
+    patches it steps its state over until the next anchor. The targets are the crop's patches 1..N + S, kept
+    where the token has seen at least one context sample."""
+    patch, anchor_tokens = config.patch_size, config.train_ctx_len // config.patch_size
+    n_tokens = anchor_tokens + stream_patches
     crops = np.asarray(crops, dtype=np.float32)
     if crops.ndim != 2 or crops.shape[1] != (n_tokens + 1) * patch:
         raise ValueError(f"crops: expected shape (B, {(n_tokens + 1) * patch}), got {crops.shape}")
@@ -268,7 +298,7 @@ def build_batch(crops: np.ndarray, plan: WindowPlan, config: ForecastTrainConfig
     hidden = ((time_index < observed_from[:, None]) | (time_index >= origin[:, None])
               | np.repeat(interior, patch, axis=1))
     window = torch.from_numpy(np.where(hidden, np.nan, crops[:, :n_tokens * patch]))
-    stats = window_stats(window)
+    stats = window_stats(window[:, :anchor_tokens * patch])
     targets = standardize(torch.from_numpy(crops[:, patch:]), stats).view(batch, n_tokens, patch)
     # token t has seen context once it contains a sample at or after observed_from
     seen = torch.from_numpy((token + 1) * patch > observed_from[:, None])
@@ -288,30 +318,32 @@ def draw_crops(series: np.ndarray, rng: np.random.Generator, batch: int, length:
     return augment(rng, crops) if augment is not None else crops
 
 
-def sample_batch(series: np.ndarray, config: ForecastTrainConfig, seed: Sequence[int]) -> ForecastBatch:
-    """One training batch, a pure function of the series and `seed` (seed, rank, step in training)."""
+def sample_batch(series: np.ndarray, config: ForecastTrainConfig, seed: Sequence[int],
+                 stream_patches: int = 0) -> ForecastBatch:
+    """One training batch, a pure function of the series and `seed` (seed, rank, step in training); with
+    `stream_patches`, of streaming windows (build_batch)."""
     rng = np.random.default_rng(list(seed))
-    length = config.train_ctx_len + config.patch_size
-    crops = draw_crops(series, rng, config.batch_size, length, config.augmentations())
-    return build_batch(crops, plan_windows(rng, config.batch_size, config), config)
+    crops = draw_crops(series, rng, config.batch_size, config.crop_length(stream_patches), config.augmentations())
+    return build_batch(crops, plan_windows(rng, config.batch_size, config, stream_patches), config, stream_patches)
 
 
-def validation_batch(config: ForecastTrainConfig, mixture: Mixture = DEFAULT_MIXTURE) -> ForecastBatch:
-    """Fixed validation windows: fresh mixture series (seed data_seed + VALIDATION_SEED_OFFSET), augmented
-    and masked like training windows. The same config always gives the same batch."""
+def validation_batch(config: ForecastTrainConfig, stream_patches: int = 0) -> ForecastBatch:
+    """Fixed validation windows: fresh series of the run's mixture (seed data_seed + VALIDATION_SEED_OFFSET),
+    augmented and masked like training windows. The same config always gives the same batch."""
     seed = config.data_seed + VALIDATION_SEED_OFFSET
-    length = config.train_ctx_len + config.patch_size
-    series = mixture.sample(config.validation_windows, length, seed)
+    series = MIXTURES[config.mixture].sample(config.validation_windows, config.crop_length(stream_patches), seed)
     rng = np.random.default_rng([seed, 1])
     crops = config.augmentations()(rng, series) if config.augment else series
-    return build_batch(crops, plan_windows(rng, config.validation_windows, config), config)
+    plan = plan_windows(rng, config.validation_windows, config, stream_patches)
+    return build_batch(crops, plan, config, stream_patches)
 
 
 @torch.no_grad()
 def evaluate_batch(model: nn.Module, batch: ForecastBatch, levels: Sequence[float], patch_size: int,
-                   device: torch.device, chunk: int = 64) -> dict[str, float]:
-    """Loss of `model` on `batch` (in chunks of windows): over all targets, and over the forecast tokens only
-    (the last observed token and the masked future ones: what inference uses)."""
+                   device: torch.device, chunk: int = 64, prefix: str = "val") -> dict[str, float]:
+    """Loss of `model` on `batch` (in chunks of windows): over all targets (`<prefix>_loss`), and over the
+    forecast tokens only (the last observed token and the masked future ones: what inference uses;
+    `<prefix>_forecast_loss`)."""
     forecast = batch.forecast_tokens(patch_size)
     all_losses, forecast_losses = [], []
     for first in range(0, batch.tokens.shape[0], chunk):
@@ -319,8 +351,8 @@ def evaluate_batch(model: nn.Module, batch: ForecastBatch, levels: Sequence[floa
         outputs = model(batch.tokens[rows].to(device)).float().cpu()
         all_losses.append(window_loss(outputs, batch.targets[rows], levels))
         forecast_losses.append(window_loss(outputs, batch.targets[rows], levels, forecast[rows]))
-    return {"val_loss": float(torch.nanmean(torch.cat(all_losses))),
-            "val_forecast_loss": float(torch.nanmean(torch.cat(forecast_losses)))}
+    return {f"{prefix}_loss": float(torch.nanmean(torch.cat(all_losses))),
+            f"{prefix}_forecast_loss": float(torch.nanmean(torch.cat(forecast_losses)))}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -329,7 +361,8 @@ def evaluate_batch(model: nn.Module, batch: ForecastBatch, levels: Sequence[floa
 
 def prepare_series(config: ForecastTrainConfig, process: Process) -> np.ndarray:
     """Generate the training series into the cache (rank 0; a complete cache is reused) and memory-map it."""
-    cache = SeriesCache(config.series_dir, config.n_series, config.series_length, config.data_seed)
+    cache = SeriesCache(config.series_dir, config.n_series, config.series_length, config.data_seed,
+                        mixture=MIXTURES[config.mixture])
     if process.is_main and not cache.exists():
         print(f"series: generating {config.n_series} x {config.series_length} into {cache.path}", flush=True)
         cache.generate(lambda done, total: print(f"series: {done}/{total}", flush=True)
@@ -354,10 +387,11 @@ def build_model(config: ForecastTrainConfig) -> TiRex:
 
 def load_initial_weights(model: TiRex, path: str | os.PathLike) -> None:
     """Copy the weights of the TiRex checkpoint `path` (ours or NX-AI's) into `model`, whose architecture
-    must be the same (a CheckpointError names the first differing TiRexConfig field)."""
+    must be the same (a CheckpointError names the first differing TiRexConfig field). The window
+    (train_ctx_len) may differ: no weight depends on it, so a model can be trained on to a longer window."""
     source = load_tirex_checkpoint(path, precision="fp32", backend="torch")
     for field in fields(TiRexConfig):
-        if getattr(source.config, field.name) != getattr(model.config, field.name):
+        if field.name != "train_ctx_len" and getattr(source.config, field.name) != getattr(model.config, field.name):
             raise CheckpointError(f"{path}: init checkpoint has {field.name}={getattr(source.config, field.name)!r}, "
                                   f"the run trains {field.name}={getattr(model.config, field.name)!r}")
     model.load_state_dict(source.state_dict())
@@ -372,7 +406,10 @@ def train_forecaster(config: ForecastTrainConfig,
     """
     process = start_run(config)
     series = prepare_series(config, process)
-    validation = validation_batch(config) if process.is_main else None
+    streaming = config.stream_share > 0
+    validation = {"val": validation_batch(config)} if process.is_main else {}
+    if process.is_main and streaming:
+        validation["val_stream"] = validation_batch(config, config.stream_patches)
     levels = DEFAULT_QUANTILES
 
     model = build_model(config)
@@ -383,14 +420,18 @@ def train_forecaster(config: ForecastTrainConfig,
     autocast = config.bf16_autocast and process.device.type == "cuda"
 
     def step(module: nn.Module, index: int) -> StepOutput:
-        batch = sample_batch(series, config, (config.seed, process.rank, index))
+        stream = streaming and np.random.default_rng([config.seed, index]).random() < config.stream_share
+        batch = sample_batch(series, config, (config.seed, process.rank, index),
+                             config.stream_patches if stream else 0)
         with torch.autocast(process.device.type, dtype=torch.bfloat16, enabled=autocast):
             outputs = module(batch.tokens.to(process.device))
         loss = batch_loss(outputs.float(), batch.targets.to(process.device), levels)
         return StepOutput(loss, {"dropped_targets": batch.dropped_targets})
 
     def evaluate() -> dict[str, float]:
-        return evaluate_batch(model, validation, levels, config.patch_size, process.device)
+        return {key: value for prefix, batch in validation.items()
+                for key, value in evaluate_batch(model, batch, levels, config.patch_size, process.device,
+                                                 prefix=prefix).items()}
 
     return run_training(config, process, model, optimizer, step, MODEL_FILE, LOG, evaluate=evaluate,
                         eval_every=config.eval_every, on_step=on_step)
