@@ -4,7 +4,7 @@
     python -m bench.depth --smoke --out /tmp/d.json    # tiny models and images, seconds (CI)
 
 Every model has random weights (speed and memory do not depend on them). Depth Anything V2 is built from
-`transformers` configs exactly as research/vil-depth.md section 4 describes (DINOv2 backbone, DPT neck and
+`transformers` configs as the Depth Anything V2 release defines them (DINOv2 backbone, DPT neck and
 head; Small: 384 wide, 6 heads, neck 48..384, fusion 64; Base: 768, 12 heads, 96..768, 128), with PyTorch's
 fused scaled-dot-product attention in the backbone (the fastest attention transformers offers for it).
 

