@@ -292,3 +292,16 @@ def test_init_checkpoint_may_have_another_window(tmp_path):
     assert load_tirex_checkpoint(tuned.model_path).config.train_ctx_len == 2 * TOKENS * PATCH
     source, weights = load_checkpoint(first.model_path)["state_dict"], load_checkpoint(tuned.model_path)["state_dict"]
     assert all(torch.allclose(weights[key], source[key], atol=1e-6) for key in source)
+
+
+def test_init_checkpoint_grows_the_stack_with_identity_blocks(tmp_path):
+    first = T.train_forecaster(tiny(tmp_path / "a", steps=2, checkpoint_every=2))
+    grown = T.build_model(dataclasses.replace(TINY, num_blocks=4))
+    T.load_initial_weights(grown, first.model_path)
+    source = load_tirex_checkpoint(first.model_path, precision="fp32", backend="torch")
+    context = torch.sin(torch.arange(200.0) / 7)[None]
+    grown.eval()
+    assert torch.allclose(grown.forecast(context, 40).quantiles, source.forecast(context, 40).quantiles, atol=1e-5)
+    with pytest.raises(CheckpointError, match="num_blocks=4, more than the run's 2"):
+        bigger = T.train_forecaster(tiny(tmp_path / "b", num_blocks=4, steps=2, checkpoint_every=2))
+        T.load_initial_weights(T.build_model(TINY), bigger.model_path)

@@ -386,15 +386,30 @@ def build_model(config: ForecastTrainConfig) -> TiRex:
 
 
 def load_initial_weights(model: TiRex, path: str | os.PathLike) -> None:
-    """Copy the weights of the TiRex checkpoint `path` (ours or NX-AI's) into `model`, whose architecture
-    must be the same (a CheckpointError names the first differing TiRexConfig field). The window
-    (train_ctx_len) may differ: no weight depends on it, so a model can be trained on to a longer window."""
+    """Copy the weights of the TiRex checkpoint `path` (ours or NX-AI's) into `model`.
+
+    The architecture must be the same (a CheckpointError names the first differing TiRexConfig field), with
+    two exceptions: the window (train_ctx_len), on which no weight depends, and the number of blocks, which
+    may grow. Blocks beyond the checkpoint's start as identities (sLSTM group-norm scale and FFN down
+    projection zero: both residual branches add nothing), so the grown model forecasts exactly as the
+    checkpoint does before it trains."""
     source = load_tirex_checkpoint(path, precision="fp32", backend="torch")
     for field in fields(TiRexConfig):
-        if field.name != "train_ctx_len" and getattr(source.config, field.name) != getattr(model.config, field.name):
+        if field.name in ("train_ctx_len", "num_blocks"):
+            continue
+        if getattr(source.config, field.name) != getattr(model.config, field.name):
             raise CheckpointError(f"{path}: init checkpoint has {field.name}={getattr(source.config, field.name)!r}, "
                                   f"the run trains {field.name}={getattr(model.config, field.name)!r}")
-    model.load_state_dict(source.state_dict())
+    if source.config.num_blocks > model.config.num_blocks:
+        raise CheckpointError(f"{path}: init checkpoint has num_blocks={source.config.num_blocks}, more than the "
+                              f"run's {model.config.num_blocks}")
+    state = model.state_dict()
+    state.update(source.state_dict())
+    for index in range(source.config.num_blocks, model.config.num_blocks):
+        state[f"blocks.{index}.slstm_layer.group_norm.weight"] = torch.full_like(   # scale 1 + weight = 0
+            state[f"blocks.{index}.slstm_layer.group_norm.weight"], -1.0)
+        state[f"blocks.{index}.ffn.proj_down.weight"] = torch.zeros_like(state[f"blocks.{index}.ffn.proj_down.weight"])
+    model.load_state_dict(state)
 
 
 def train_forecaster(config: ForecastTrainConfig,
