@@ -1,11 +1,10 @@
 """xLSTM kernels: sLSTM and mLSTM as Triton kernels with persistent state, and the PyTorch reference maths.
 
-Models call the functions below; each picks Triton on CUDA tensors and the reference elsewhere
-(`backend="auto"|"triton"|"torch"`, see dispatch.py). Importing this package does not import triton.
+Models call the functions below with a `backend` ("auto" | "triton" | "torch", resolved by backend.py):
+Triton on CUDA tensors and the reference elsewhere by default. Importing this package does not import triton.
 """
+from .backend import BACKENDS, BackendError, resolve_backend
 from .dispatch import (
-    BACKENDS,
-    interpreter_enabled,
     mlstm_chunkwise,
     mlstm_parallel,
     mlstm_step,
@@ -13,24 +12,21 @@ from .dispatch import (
     slstm_sequence,
     slstm_step,
     slstm_zero_state,
-    use_triton,
 )
-from .reference import SLSTM_PRECISIONS, MLSTMState, SLSTMState, R_from_tirex, bias_from_tirex
+from .reference import SLSTM_PRECISIONS, MLSTMState, SLSTMState
 
 __all__ = [
     "BACKENDS",
     "SLSTM_PRECISIONS",
+    "BackendError",
     "MLSTMState",
     "SLSTMState",
-    "R_from_tirex",
-    "bias_from_tirex",
-    "interpreter_enabled",
     "mlstm_chunkwise",
     "mlstm_parallel",
     "mlstm_step",
     "mlstm_zero_state",
+    "resolve_backend",
     "slstm_sequence",
     "slstm_step",
     "slstm_zero_state",
-    "use_triton",
 ]

@@ -1,50 +1,23 @@
 """The public sLSTM/mLSTM functions: check the inputs, then run the Triton kernels or the PyTorch reference.
 
-`backend`: "torch" runs `reference.py`; "triton" runs `slstm.py` / `mlstm.py`; "auto" picks Triton for
-CUDA tensors (when triton is installed) and the reference otherwise. "triton" on CPU tensors runs the same
-kernels in Triton's interpreter, and only when TRITON_INTERPRET=1 is set: that is how CI tests the kernels
-without a GPU, and it keeps anyone from reaching the (very slow) interpreter by accident.
-The Triton kernels are forward-only: when autograd needs gradients, "auto" runs the reference (which is
-differentiable) and "triton" refuses.
+`backend` ("auto" | "triton" | "torch") picks which, as `backend.resolve_backend` decides for the inputs'
+device and for whether autograd records them.
 """
 from __future__ import annotations
-
-import importlib.util
-import os
 
 import torch
 
 from . import reference
+from .backend import resolve_backend
 from .reference import SLSTM_NUM_GATES, SLSTM_PRECISIONS, MLSTMState, SLSTMState
 
-BACKENDS = ("auto", "triton", "torch")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def interpreter_enabled() -> bool:
-    """True when TRITON_INTERPRET asks for Triton's CPU interpreter."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "yes", "on")
-
-
-def use_triton(backend: str, device: torch.device, *tensors: torch.Tensor) -> bool:
-    """Resolve `backend` for `tensors` on `device`: True for the Triton kernels, False for the reference."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if backend == "torch":
-        return False
-    installed = importlib.util.find_spec("triton") is not None
+def _runs_triton(backend: str, device: torch.device, *tensors: torch.Tensor) -> bool:
+    """True when `backend` resolves to the Triton kernels for `tensors` on `device`."""
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if backend == "auto":
-        return device.type == "cuda" and installed and not needs_grad
-    if needs_grad:
-        raise RuntimeError("backend='triton' is forward-only, but autograd needs gradients here: use "
-                           "backend='auto' or 'torch' for training, or torch.no_grad() for inference")
-    if not installed:
-        raise RuntimeError("backend='triton' needs the triton package (pip install triton)")
-    if device.type != "cuda" and not interpreter_enabled():
-        raise RuntimeError(f"backend='triton' needs CUDA tensors (got {device}); set TRITON_INTERPRET=1 to run "
-                           "the Triton kernels on CPU tensors in Triton's interpreter")
-    return True
+    return resolve_backend(backend, device, needs_grad=needs_grad) == "triton"
 
 
 def _check_tensor(name: str, tensor: torch.Tensor, shape: tuple[int | None, ...], device: torch.device) -> None:
@@ -93,7 +66,8 @@ def slstm_sequence(wx: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state:
     """Run the sLSTM over T steps from `state` (fresh when None).
 
     wx: (B, T, 4, NH, DH) gate pre-activations W x in gate order i, f, z, o; R: (NH, 4, DH_in, DH_out),
-    recurrent pre-activation r[b, k, o] = sum_d h[b, k, d] * R[k, g, d, o]; bias: (4, NH, DH).
+    recurrent pre-activation r[b, k, o] = sum_d h[b, k, d] * R[k, g, d, o]; bias: (4, NH, DH). R and bias
+    may have any strides, so that a model can pass views of the layout it stores instead of copies.
     precision: "fp32" (all maths in fp32; fp64 for fp64 inputs) or "bf16-compatible" (rounds exactly where
     tirex-ts 1.4.2 does: W x, R, h R and the states to bf16; bitwise equal to it on the torch backend).
     Returns h_seq (B, T, NH, DH) in wx.dtype and the final state, a new (4, B, NH, DH) tensor of the
@@ -110,7 +84,7 @@ def slstm_sequence(wx: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state:
         state = slstm_zero_state(batch, num_heads, head_dim, device)
     _check_tensor("state", state, (reference.SLSTM_NUM_STATES, batch, num_heads, head_dim), device)
     _check_precision(precision)
-    if use_triton(backend, device, wx, R, bias, state):
+    if _runs_triton(backend, device, wx, R, bias, state):
         from . import slstm
         return slstm.slstm_sequence(wx, R, bias, state, precision)
     return reference.slstm_sequence(wx, R, bias, state, precision)
@@ -139,7 +113,7 @@ def slstm_step(wx_t: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state: S
     else:
         _check_rows(rows, count, batch, device)
     _check_precision(precision)
-    if use_triton(backend, device, wx_t, R, bias, state):
+    if _runs_triton(backend, device, wx_t, R, bias, state):
         from . import slstm
         return slstm.slstm_step(wx_t, R, bias, state, rows, precision)
     return reference.slstm_step(wx_t, R, bias, state, rows, precision)
@@ -210,7 +184,7 @@ def mlstm_chunkwise(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.
     if state is None:
         state = mlstm_zero_state(batch, num_heads, head_dim_qk, head_dim_v, q.device)
     _check_mlstm_state(state, batch, num_heads, head_dim_qk, head_dim_v, q.device)
-    if use_triton(backend, q.device, q, k, v, i, f, *state):
+    if _runs_triton(backend, q.device, q, k, v, i, f, *state):
         from . import mlstm
         return mlstm.mlstm_chunkwise(q, k, v, i, f, MLSTMState(*state), chunk_size, eps)
     return reference.mlstm_chunkwise(q, k, v, i, f, MLSTMState(*state), chunk_size, eps)
@@ -224,7 +198,7 @@ def mlstm_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i: torch.Tenso
     """
     batch, num_heads, head_dim_qk, head_dim_v = _check_mlstm_inputs(q, k, v, i, f, sequence=False)
     _check_mlstm_state(state, batch, num_heads, head_dim_qk, head_dim_v, q.device)
-    if use_triton(backend, q.device, q, k, v, i, f, *state):
+    if _runs_triton(backend, q.device, q, k, v, i, f, *state):
         from . import mlstm
         return mlstm.mlstm_step(q, k, v, i, f, MLSTMState(*state), eps)
     return reference.mlstm_step(q, k, v, i, f, MLSTMState(*state), eps)

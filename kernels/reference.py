@@ -11,11 +11,10 @@ and step forms carry the same stabiliser m, so all three forms agree to rounding
 from __future__ import annotations
 
 import math
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch.utils.weak import WeakIdKeyDictionary
 
 SLSTM_PRECISIONS = ("fp32", "bf16-compatible")
 SLSTM_NUM_GATES = 4
@@ -63,62 +62,6 @@ def mlstm_zero_state(batch: int, num_heads: int, head_dim_qk: int, head_dim_v: i
 
 # ----------------------------------------------------------------------------------------------- sLSTM
 
-_DERIVED: WeakIdKeyDictionary = WeakIdKeyDictionary()
-"""Weight layouts derived from a tensor, per key: computed once while the tensor is unchanged."""
-_PARENT: WeakIdKeyDictionary = WeakIdKeyDictionary()
-"""Derived tensor -> the tensor it was derived from (inference tensors have no version counter of their own)."""
-
-
-def _stamp(tensor: torch.Tensor) -> tuple | None:
-    """What identifies the contents of `tensor`: its version counter, data pointer, device, dtype and shape;
-    for an inference tensor the stamp of the tensor it was derived from (None: unknown, do not cache)."""
-    if tensor.is_inference():
-        parent = _PARENT.get(tensor)
-        return None if parent is None else _stamp(parent)
-    return (tensor._version, tensor.data_ptr(), tensor.device, tensor.dtype, tuple(tensor.shape))
-
-
-def _derived(source: torch.Tensor, key: tuple, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """`compute()` memoised per (source, key) in eager inference.
-
-    A one-token step of a streaming model converts the same recurrent weights on every call; the copies
-    cost about a fifth of a TiRex-size step on a CPU. The entry is recomputed when the source changes: an
-    in-place write (its version counter), new data (pointer), device, dtype or shape. It lives as long as
-    the source tensor does. Nothing is cached while autograd records or torch.compile traces.
-    """
-    if torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return compute()  # the result must join the autograd graph / the compiled graph
-    stamp = _stamp(source)
-    if stamp is None:
-        return compute()
-    entries = _DERIVED.setdefault(source, {})
-    cached = entries.get(key)
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    value = compute()
-    entries[key] = (stamp, value)
-    _PARENT[value] = source
-    return value
-
-
-def R_from_tirex(kernel: torch.Tensor) -> torch.Tensor:
-    """TiRex `_recurrent_kernel_` (NH, DH_in, 4*DH_out), gate-major columns, -> ours (NH, 4, DH_in, DH_out)."""
-    num_heads, head_dim, width = kernel.shape
-    if width != SLSTM_NUM_GATES * head_dim:
-        raise ValueError(f"kernel: expected shape (NH, DH, 4*DH), got {tuple(kernel.shape)}")
-    return _derived(kernel, ("R_from_tirex",), lambda: kernel.reshape(
-        num_heads, head_dim, SLSTM_NUM_GATES, head_dim).permute(0, 2, 1, 3).contiguous())
-
-
-def bias_from_tirex(bias: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """TiRex `_bias_` (NH*4*DH,), stored head-major [head][gate][dim], -> ours (4, NH, DH)."""
-    if bias.dim() != 1 or bias.numel() % (SLSTM_NUM_GATES * num_heads):
-        raise ValueError(f"bias: expected a flat tensor of NH*4*DH values with NH={num_heads}, "
-                         f"got shape {tuple(bias.shape)}")
-    return _derived(bias, ("bias_from_tirex", num_heads),
-                    lambda: bias.reshape(num_heads, SLSTM_NUM_GATES, -1).transpose(0, 1).contiguous())
-
-
 def _bf16_round(x: torch.Tensor) -> torch.Tensor:
     """Round to the nearest bfloat16 value, keeping x's dtype."""
     return x.to(torch.bfloat16).to(x.dtype)
@@ -130,11 +73,12 @@ def _state_rounding(precision: str):
 
 
 def _slstm_recurrent_operand(R: torch.Tensor, precision: str, dtype: torch.dtype) -> torch.Tensor:
-    """R as TiRex multiplies it: (NH, DH_in, 4*DH_out), in bf16 for the bf16-compatible precision."""
+    """R as TiRex multiplies it: (NH, DH_in, 4*DH_out), in bf16 for the bf16-compatible precision.
+
+    A view, not a copy, when R is itself a view of that layout (as the models pass it) in that dtype."""
     num_heads, gates, head_dim, _ = R.shape
     operand_dtype = torch.bfloat16 if precision == "bf16-compatible" else dtype
-    return _derived(R, ("recurrent_operand", operand_dtype), lambda: R.permute(0, 2, 1, 3).reshape(
-        num_heads, head_dim, gates * head_dim).to(operand_dtype))
+    return R.transpose(1, 2).reshape(num_heads, head_dim, gates * head_dim).to(operand_dtype)
 
 
 def _slstm_cell(wx_t: torch.Tensor, R_op: torch.Tensor, bias: torch.Tensor, state: torch.Tensor,

@@ -5,6 +5,7 @@ streams. It loads that head's four DH x DH recurrent blocks and biases once and 
 the fp32 states (h, c, n, m) for all T steps (T and N are runtime arguments: no recompiling per length
 or batch size), streams W x in and h out, and writes the final state back. Only fp32 R at DH 128
 (256 KiB, more than a block's shared memory) is re-read from L2 every step, one gate block at a time.
+W x, R and bias are read through their strides, so views of other layouts need no copy.
 
 In-place use (the step path, state_in is state_out) is race-free: a program reads and writes only the
 state slice [:, its streams, its head, :], and slices of different programs are disjoint because the
@@ -39,6 +40,7 @@ def _slstm_kernel(
     wx_ptr, R_ptr, bias_ptr, state_in_ptr, state_out_ptr, h_ptr, rows_ptr,
     num_rows, num_steps, num_heads, state_in_batch, state_out_batch,
     wx_stride_b, wx_stride_t, wx_stride_g, wx_stride_k, wx_stride_d,
+    R_stride_k, R_stride_g, R_stride_i, R_stride_o, bias_stride_g, bias_stride_k, bias_stride_d,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_B: tl.constexpr, HAS_ROWS: tl.constexpr,
     R_ON_CHIP: tl.constexpr, BF16_COMPATIBLE: tl.constexpr, DOT_DTYPE: tl.constexpr, FORGET_CLAMP: tl.constexpr,
 ):
@@ -54,24 +56,24 @@ def _slstm_kernel(
         rows = offs_b.to(tl.int64)
 
     # Recurrent blocks R[head, g] (DH_in x DH_out): loaded once for all steps when they fit on chip.
-    r_offs = head.to(tl.int64) * 4 * HEAD_DIM * HEAD_DIM + offs_d[:, None] * HEAD_DIM + offs_d[None, :]
+    r_offs = head.to(tl.int64) * R_stride_k + offs_d[:, None] * R_stride_i + offs_d[None, :] * R_stride_o
     r_mask = mask_d[:, None] & mask_d[None, :]
-    r_gate = HEAD_DIM * HEAD_DIM
+    r_gate = R_stride_g
     if R_ON_CHIP:
         r_i = _gate_block(R_ptr + r_offs, r_mask, BF16_COMPATIBLE, DOT_DTYPE)
         r_f = _gate_block(R_ptr + r_offs + r_gate, r_mask, BF16_COMPATIBLE, DOT_DTYPE)
         r_z = _gate_block(R_ptr + r_offs + 2 * r_gate, r_mask, BF16_COMPATIBLE, DOT_DTYPE)
         r_o = _gate_block(R_ptr + r_offs + 3 * r_gate, r_mask, BF16_COMPATIBLE, DOT_DTYPE)
-    b_offs = head * HEAD_DIM + offs_d
-    b_stride = num_heads * HEAD_DIM
+    b_offs = head * bias_stride_k + offs_d * bias_stride_d
     b_i = tl.load(bias_ptr + b_offs, mask=mask_d, other=0.0).to(tl.float32)[None, :]
-    b_f = tl.load(bias_ptr + b_offs + b_stride, mask=mask_d, other=0.0).to(tl.float32)[None, :]
-    b_z = tl.load(bias_ptr + b_offs + 2 * b_stride, mask=mask_d, other=0.0).to(tl.float32)[None, :]
-    b_o = tl.load(bias_ptr + b_offs + 3 * b_stride, mask=mask_d, other=0.0).to(tl.float32)[None, :]
+    b_f = tl.load(bias_ptr + b_offs + bias_stride_g, mask=mask_d, other=0.0).to(tl.float32)[None, :]
+    b_z = tl.load(bias_ptr + b_offs + 2 * bias_stride_g, mask=mask_d, other=0.0).to(tl.float32)[None, :]
+    b_o = tl.load(bias_ptr + b_offs + 3 * bias_stride_g, mask=mask_d, other=0.0).to(tl.float32)[None, :]
 
     # States (4, batch, NH, DH), contiguous; this program's slice.
-    s_offs = rows[:, None] * b_stride + head * HEAD_DIM + offs_d[None, :]
-    plane_in = state_in_batch.to(tl.int64) * b_stride
+    row_stride = num_heads * HEAD_DIM
+    s_offs = rows[:, None] * row_stride + head * HEAD_DIM + offs_d[None, :]
+    plane_in = state_in_batch.to(tl.int64) * row_stride
     h = tl.load(state_in_ptr + s_offs, mask=mask, other=0.0).to(tl.float32)
     c = tl.load(state_in_ptr + plane_in + s_offs, mask=mask, other=0.0).to(tl.float32)
     n = tl.load(state_in_ptr + 2 * plane_in + s_offs, mask=mask, other=0.0).to(tl.float32)
@@ -80,7 +82,7 @@ def _slstm_kernel(
         h, c, n, m = round_bf16(h), round_bf16(c), round_bf16(n), round_bf16(m)
 
     wx_offs = offs_b.to(tl.int64)[:, None] * wx_stride_b + head * wx_stride_k + offs_d[None, :] * wx_stride_d
-    h_offs = offs_b.to(tl.int64)[:, None] * num_steps * b_stride + head * HEAD_DIM + offs_d[None, :]
+    h_offs = offs_b.to(tl.int64)[:, None] * num_steps * row_stride + head * HEAD_DIM + offs_d[None, :]
     for t in range(num_steps):
         wx_t = wx_ptr + wx_offs + t * wx_stride_t
         w_i = tl.load(wx_t, mask=mask, other=0.0).to(tl.float32)
@@ -123,9 +125,9 @@ def _slstm_kernel(
         m = m_new
         if BF16_COMPATIBLE:
             h, c, n, m = round_bf16(h), round_bf16(c), round_bf16(n), round_bf16(m)
-        tl.store(h_ptr + h_offs + t * b_stride, h.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(h_ptr + h_offs + t * row_stride, h.to(h_ptr.dtype.element_ty), mask=mask)
 
-    plane_out = state_out_batch.to(tl.int64) * b_stride
+    plane_out = state_out_batch.to(tl.int64) * row_stride
     out_type = state_out_ptr.dtype.element_ty
     tl.store(state_out_ptr + s_offs, h.to(out_type), mask=mask)
     tl.store(state_out_ptr + plane_out + s_offs, c.to(out_type), mask=mask)
@@ -142,7 +144,7 @@ def kernel_config(head_dim: int, R_dtype: torch.dtype, precision: str, num_rows:
     """Compile-time parameters of `_slstm_kernel` for a call (sm_count None: the CPU interpreter).
 
     Streams per program: 16 (the smallest tensor-core M), more once the grid would exceed one wave of SMs,
-    capped so that the state tiles stay in registers (sm_90 builds spill at most a few hundred bytes).
+    capped so that the state tiles stay in registers.
     """
     bf16_compatible = precision == "bf16-compatible"
     block_d = block_size(head_dim)
@@ -159,7 +161,7 @@ def kernel_config(head_dim: int, R_dtype: torch.dtype, precision: str, num_rows:
 
 def _launch(wx: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state_in: torch.Tensor,
             state_out: torch.Tensor, h: torch.Tensor, rows: torch.Tensor | None, precision: str) -> None:
-    """Run the kernel over wx (N, T, 4, NH, DH) (any strides) for the N streams `rows` of the states."""
+    """Run the kernel over wx (N, T, 4, NH, DH), R and bias (any strides) for the N streams `rows` of the states."""
     num_rows, num_steps, _, num_heads, head_dim = wx.shape
     check_interpretable(wx.device, wx, R, bias, state_in, state_out)
     if not 16 <= head_dim <= 128:
@@ -172,7 +174,8 @@ def _launch(wx: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state_in: tor
     grid = (num_heads, triton.cdiv(num_rows, meta["BLOCK_B"]))
     launcher(_slstm_kernel, grid, wx.device)(
         wx, R, bias, state_in, state_out, h, rows if rows is not None else state_in,
-        num_rows, num_steps, num_heads, state_in.shape[1], state_out.shape[1], *wx.stride(),
+        num_rows, num_steps, num_heads, state_in.shape[1], state_out.shape[1], *wx.stride(), *R.stride(),
+        *bias.stride(),
         HAS_ROWS=rows is not None, **meta)
 
 
@@ -186,7 +189,7 @@ def slstm_sequence(wx: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state:
     if num_steps == 0:
         final.copy_(state_in)
         return h_seq, final
-    _launch(wx, R.contiguous(), bias.contiguous(), state_in, final, h_seq, None, precision)
+    _launch(wx, R, bias, state_in, final, h_seq, None, precision)
     return h_seq, final
 
 
@@ -197,6 +200,6 @@ def slstm_step(wx_t: torch.Tensor, R: torch.Tensor, bias: torch.Tensor, state: t
         raise ValueError("state: the persistent state buffer must be contiguous for the Triton step")
     count, _, num_heads, head_dim = wx_t.shape
     h_t = torch.empty(count, 1, num_heads, head_dim, device=wx_t.device, dtype=wx_t.dtype)
-    _launch(wx_t.unsqueeze(1), R.contiguous(), bias.contiguous(), state, state, h_t,
+    _launch(wx_t.unsqueeze(1), R, bias, state, state, h_t,
             None if rows is None else rows.contiguous(), precision)
     return h_t[:, 0]

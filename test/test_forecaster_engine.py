@@ -8,6 +8,7 @@ import torch
 from support_tirex import SMALL_CONFIG, random_tirex, write_random_checkpoint
 from support_tirex import single_thread  # noqa: F401 (autouse fixture: one torch thread)
 from xlstm_ros.engines import forecaster as forecaster_module
+from xlstm_ros.engines.device import DeviceError, select_backend
 from xlstm_ros.engines.forecaster import StreamingForecaster
 from xlstm_ros.models.checkpoints import CheckpointError
 from xlstm_ros.models.tirex import TiRexConfig, destandardize, standardize, tokenize, window_stats
@@ -264,6 +265,18 @@ def test_from_checkpoint_and_the_missing_default(tmp_path, monkeypatch):
         StreamingForecaster.from_checkpoint()
     monkeypatch.setattr(forecaster_module, "DEFAULT_CHECKPOINT", path)
     assert StreamingForecaster.from_checkpoint(device="cpu").model.config == SMALL_CONFIG
+
+
+def test_backend_names_resolve_through_the_kernels_with_device_errors(monkeypatch):
+    cpu = torch.device("cpu")
+    assert select_backend(" Auto ", cpu) == "torch" and select_backend(None, cpu) == "torch"
+    with pytest.raises(DeviceError, match="invalid backend 'cuda'"):
+        select_backend("cuda", cpu)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(DeviceError, match="needs a CUDA device.*TRITON_INTERPRET=1"):
+        select_backend("triton", cpu)
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert select_backend("triton", cpu) == "triton"
 
 
 def test_triton_backend_in_the_interpreter_matches_the_torch_backend(monkeypatch):

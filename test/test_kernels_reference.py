@@ -11,8 +11,6 @@ import torch
 
 from xlstm_ros.kernels import (
     MLSTMState,
-    R_from_tirex,
-    bias_from_tirex,
     mlstm_chunkwise,
     mlstm_parallel,
     mlstm_step,
@@ -21,6 +19,7 @@ from xlstm_ros.kernels import (
     slstm_step,
     slstm_zero_state,
 )
+from xlstm_ros.models.slstm import R_from_tirex, bias_from_tirex
 
 F64 = torch.float64
 
@@ -125,52 +124,6 @@ def test_slstm_extreme_gates_stay_finite(precision):
     h, state = slstm_sequence(wx, R, bias, precision=precision, backend="torch")
     assert torch.isfinite(h).all() and torch.isfinite(state).all()
     assert (state[2] >= 1.0).all(), "the normaliser is >= 1 after any step"
-
-
-def test_tirex_layout_converters():
-    g = torch.Generator().manual_seed(5)
-    heads, dim = 2, 3
-    kernel = torch.randn(heads, dim, 4 * dim, generator=g, dtype=F64)
-    flat_bias = torch.randn(heads * 4 * dim, generator=g, dtype=F64)
-    h = torch.randn(heads * dim, generator=g, dtype=F64)
-    R, bias = R_from_tirex(kernel), bias_from_tirex(flat_bias, heads)
-    for gate in range(4):
-        for k in range(heads):
-            for o in range(dim):  # TiRex: r_g[k*DH+o] = sum_d h[k*DH+d] kernel[k, d, g*DH+o]; b[k*4*DH+g*DH+o]
-                tirex_r = sum(h[k * dim + d] * kernel[k, d, gate * dim + o] for d in range(dim))
-                assert torch.isclose(h[k * dim:(k + 1) * dim] @ R[k, gate, :, o], tirex_r, rtol=1e-14)
-                assert bias[gate, k, o] == flat_bias[k * 4 * dim + gate * dim + o]
-    with pytest.raises(ValueError, match="kernel"):
-        R_from_tirex(torch.zeros(2, 3, 5))
-    with pytest.raises(ValueError, match="bias"):
-        bias_from_tirex(torch.zeros(10), 2)
-
-
-
-def test_layout_conversions_are_reused_until_the_weights_change():
-    """Without autograd the converted layouts are memoised (a streaming step would otherwise copy R every
-    call); an in-place write, new data or recording gradients must give the current weights' layout."""
-    kernel = torch.randn(2, 3, 12)
-    wx = torch.randn(1, 4, 2, 3)
-    state = slstm_zero_state(1, 2, 3)
-    slstm_step(wx, R_from_tirex(torch.randn(2, 3, 12)), torch.zeros(4, 2, 3), state)  # h != 0: R matters
-    with torch.inference_mode():
-        first = R_from_tirex(kernel)
-        assert R_from_tirex(kernel) is first
-        h_before = slstm_step(wx, first, torch.zeros(4, 2, 3), state.clone(), precision="bf16-compatible")
-        assert torch.equal(h_before, slstm_step(wx, R_from_tirex(kernel), torch.zeros(4, 2, 3), state.clone(),
-                                                precision="bf16-compatible"))
-    kernel.mul_(2.0)  # an in-place update, as an optimiser or load_state_dict does
-    with torch.no_grad():
-        second = R_from_tirex(kernel)
-        assert second is not first and torch.equal(second, 2.0 * first)
-        h_after = slstm_step(wx, second, torch.zeros(4, 2, 3), state.clone(), precision="bf16-compatible")
-        assert not torch.equal(h_after, h_before)
-        kernel.data = torch.randn(2, 3, 12)  # new data behind the same tensor
-        assert torch.equal(R_from_tirex(kernel), kernel.reshape(2, 3, 4, 3).permute(0, 2, 1, 3))
-    weights = kernel.clone().requires_grad_()
-    R_from_tirex(weights).sum().backward()  # recorded for autograd: never a cached, graph-less tensor
-    assert weights.grad is not None and torch.equal(weights.grad, torch.ones_like(weights))
 
 
 def tirex_cell(heads, dim, seed):

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from xlstm_ros.kernels import (
+    BackendError,
     MLSTMState,
     mlstm_chunkwise,
     mlstm_parallel,
     mlstm_step,
     mlstm_zero_state,
+    resolve_backend,
     slstm_sequence,
     slstm_step,
     slstm_zero_state,
@@ -89,6 +91,27 @@ def test_slstm_fresh_state_strided_input_and_reloaded_R(monkeypatch):
     monkeypatch.setattr(slstm_triton, "R_ON_CHIP_MAX_BYTES", 0)  # the path for R too big to keep on chip
     h, final = slstm_sequence(wx, R, bias, backend="triton")
     assert rel_err(h, h_ref) < TOL and rel_err(final, final_ref) < TOL
+
+
+@pytest.mark.parametrize("R_on_chip", [True, False])
+def test_slstm_reads_weight_views_in_the_checkpoint_layout(R_on_chip, monkeypatch):
+    """R and bias as views of TiRex's stored layouts ((NH, DH, 4*DH) and (NH*4*DH,)), as the model passes
+    them, give exactly what contiguous copies give."""
+    wx, R, bias = slstm_inputs(6, 3, 2, 16, seed=15)
+    R_view = R.transpose(1, 2).contiguous().transpose(1, 2)  # (NH, 4, DH, DH) over (NH, DH, 4, DH) memory
+    bias_view = bias.transpose(0, 1).contiguous().transpose(0, 1)  # (4, NH, DH) over (NH, 4, DH) memory
+    assert not R_view.is_contiguous() and not bias_view.is_contiguous()
+    if not R_on_chip:
+        monkeypatch.setattr(slstm_triton, "R_ON_CHIP_MAX_BYTES", 0)
+    state = warm_state(6, 2, 16, 16, R, bias)
+    for precision in ("fp32", "bf16-compatible"):
+        h, final = slstm_sequence(wx, R, bias, state, precision=precision, backend="triton")
+        h_view, final_view = slstm_sequence(wx, R_view, bias_view, state, precision=precision, backend="triton")
+        assert torch.equal(h_view, h) and torch.equal(final_view, final)
+        buffer, buffer_view = state.clone(), state.clone()
+        h_t = slstm_step(wx[:, 0], R, bias, buffer, precision=precision, backend="triton")
+        h_t_view = slstm_step(wx[:, 0], R_view, bias_view, buffer_view, precision=precision, backend="triton")
+        assert torch.equal(h_t_view, h_t) and torch.equal(buffer_view, buffer)
 
 
 def test_slstm_streaming_steps_equal_one_sequence_call():
@@ -256,6 +279,22 @@ def test_auto_picks_torch_on_cpu_even_with_the_interpreter_enabled(monkeypatch):
     mlstm_chunkwise(*mlstm_inputs(1, 1, 3, 16, 16, seed=11))
     with pytest.raises(AssertionError, match="auto must not"):
         slstm_sequence(wx, R, bias, backend="triton")
+
+
+def test_backend_resolution(monkeypatch):
+    """One place decides: auto is Triton only on CUDA and without autograd; triton on the CPU only in the
+    interpreter and never under autograd; anything else is refused by name."""
+    cpu = torch.device("cpu")
+    assert resolve_backend("auto", cpu) == "torch" and resolve_backend("torch", cpu) == "torch"
+    assert resolve_backend("triton", cpu) == "triton"  # TRITON_INTERPRET=1 (fixture)
+    assert resolve_backend("auto", torch.device("cuda"), needs_grad=True) == "torch"
+    with pytest.raises(BackendError, match="forward-only"):
+        resolve_backend("triton", cpu, needs_grad=True)
+    with pytest.raises(ValueError, match="backend must be one of auto, triton, torch"):
+        resolve_backend("cuda", cpu)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(BackendError, match="TRITON_INTERPRET=1"):
+        resolve_backend("triton", cpu)
 
 
 def test_triton_path_rejects_what_it_cannot_run():

@@ -7,10 +7,11 @@ import torch
 
 from support_tirex import SMALL_CONFIG, random_tirex, randomize_tirex_parameters, write_random_checkpoint
 from support_tirex import single_thread  # noqa: F401 (autouse fixture: one torch thread)
+from xlstm_ros.kernels import slstm_step, slstm_zero_state
 from xlstm_ros.models.checkpoints import CheckpointError, save_checkpoint
+from xlstm_ros.models.slstm import MIN_GEMM_ROWS, R_from_tirex, batch_invariant, bias_from_tirex
 from xlstm_ros.models.tirex import (TiRex, TiRexConfig, context_batch, fit_window, load_tirex_checkpoint,
                                     save_tirex_checkpoint, standardize, tokenize, window_stats)
-from xlstm_ros.models.xlstm import MIN_GEMM_ROWS, batch_invariant
 
 NAN = float("nan")
 
@@ -113,6 +114,74 @@ def test_batch_invariant_rows_match_a_large_product():
     for rows in (1, 3, MIN_GEMM_ROWS - 1):
         assert torch.equal(batch_invariant(linear, x[:rows]), full[:rows])
     assert batch_invariant(linear, x[:2].view(2, 1, 384)).shape == (2, 1, 128)
+
+
+def test_tirex_layout_converters():
+    g = torch.Generator().manual_seed(5)
+    heads, dim = 2, 3
+    kernel = torch.randn(heads, dim, 4 * dim, generator=g, dtype=torch.float64)
+    flat_bias = torch.randn(heads * 4 * dim, generator=g, dtype=torch.float64)
+    h = torch.randn(heads * dim, generator=g, dtype=torch.float64)
+    R, bias = R_from_tirex(kernel), bias_from_tirex(flat_bias, heads)
+    for gate in range(4):
+        for k in range(heads):
+            for o in range(dim):  # TiRex: r_g[k*DH+o] = sum_d h[k*DH+d] kernel[k, d, g*DH+o]; b[k*4*DH+g*DH+o]
+                tirex_r = sum(h[k * dim + d] * kernel[k, d, gate * dim + o] for d in range(dim))
+                assert torch.isclose(h[k * dim:(k + 1) * dim] @ R[k, gate, :, o], tirex_r, rtol=1e-14)
+                assert bias[gate, k, o] == flat_bias[k * 4 * dim + gate * dim + o]
+    with pytest.raises(ValueError, match="kernel"):
+        R_from_tirex(torch.zeros(2, 3, 5))
+    with pytest.raises(ValueError, match="bias"):
+        bias_from_tirex(torch.zeros(10), 2)
+
+
+def test_layout_conversions_always_give_the_current_weights():
+    """The converted layouts are views of the stored weights, never copies: an in-place write (an optimiser
+    step, load_state_dict), new data behind the tensor (.to()) or recording gradients all see the current
+    weights, with nothing to invalidate."""
+    kernel = torch.randn(2, 3, 12)
+    wx = torch.randn(1, 4, 2, 3)
+    state = slstm_zero_state(1, 2, 3)
+    slstm_step(wx, R_from_tirex(torch.randn(2, 3, 12)), torch.zeros(4, 2, 3), state)  # h != 0: R matters
+    with torch.inference_mode():
+        first = R_from_tirex(kernel)
+        assert first.data_ptr() == kernel.data_ptr()
+        first_values = first.clone()
+        h_before = slstm_step(wx, first, torch.zeros(4, 2, 3), state.clone(), precision="bf16-compatible")
+        assert torch.equal(h_before, slstm_step(wx, R_from_tirex(kernel), torch.zeros(4, 2, 3), state.clone(),
+                                                precision="bf16-compatible"))
+    kernel.mul_(2.0)  # an in-place update, as an optimiser or load_state_dict does
+    with torch.no_grad():
+        second = R_from_tirex(kernel)
+        assert torch.equal(second, 2.0 * first_values)
+        h_after = slstm_step(wx, second, torch.zeros(4, 2, 3), state.clone(), precision="bf16-compatible")
+        assert not torch.equal(h_after, h_before)
+        kernel.data = torch.randn(2, 3, 12)  # new data behind the same tensor
+        assert torch.equal(R_from_tirex(kernel), kernel.reshape(2, 3, 4, 3).permute(0, 2, 1, 3))
+    weights = kernel.clone().requires_grad_()
+    R_from_tirex(weights).sum().backward()  # recorded for autograd
+    assert weights.grad is not None and torch.equal(weights.grad, torch.ones_like(weights))
+
+
+def test_training_reaches_the_official_parameters_and_inference_sees_the_update():
+    """A training step moves `_recurrent_kernel_` and `_bias_` of every block; inference afterwards uses
+    the new weights, and load_state_dict brings the old ones back bitwise."""
+    model = random_tirex(seed=3)
+    saved = {key: value.clone() for key, value in model.state_dict().items()}
+    tokens = tokenize(standardize(random_walks(2, 320), window_stats(random_walks(2, 320))), 32)
+    with torch.no_grad():
+        before = model(tokens)
+    model.train()
+    model(tokens).square().mean().backward()
+    cells = [block.slstm_layer.slstm_cell for block in model.blocks]
+    for cell in cells:
+        assert cell._recurrent_kernel_.grad.abs().sum() > 0 and cell._bias_.grad.abs().sum() > 0
+    torch.optim.SGD([p for cell in cells for p in (cell._recurrent_kernel_, cell._bias_)], lr=0.1).step()
+    model.eval()
+    with torch.no_grad():
+        assert not torch.equal(model(tokens), before)
+        model.load_state_dict(saved)
+        assert torch.equal(model(tokens), before)
 
 
 @pytest.mark.parametrize("precision", ["bf16-compatible", "fp32"])

@@ -1,22 +1,21 @@
-"""Device and kernel-backend selection shared by the engines.
+"""Device selection for the engines, and the kernel backend as engine parameters name it.
 
 `device`: "auto" (first CUDA device, else CPU), "cpu", "cuda" or "cuda:N". A CUDA request on a machine
 without a usable GPU either fails with a clear message or, when `fallback_to_cpu` is set, runs on the CPU
 and says so through `on_fallback` (nodes log it as a warning and report it in diagnostics).
-`backend`: "auto" (Triton kernels on CUDA, the PyTorch reference elsewhere), "triton" or "torch".
+`backend`: "auto", "triton" or "torch", resolved by the kernels (`xlstm_ros.kernels.resolve_backend`).
 """
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from typing import Callable
 
 import torch
 
-from xlstm_ros.kernels import interpreter_enabled
+from xlstm_ros.kernels import BACKENDS, BackendError, resolve_backend
 
 DEVICES_HELP = "auto, cpu, cuda or cuda:N"
-BACKENDS = ("auto", "triton", "torch")
+__all__ = ["BACKENDS", "DEVICES_HELP", "DeviceError", "select_backend", "select_device"]
 
 
 class DeviceError(RuntimeError):
@@ -49,22 +48,12 @@ def select_device(requested: str = "auto", *, fallback_to_cpu: bool = False,
     return torch.device("cpu")
 
 
-def triton_available() -> bool:
-    """True when the triton package is importable (it is needed only on CUDA devices)."""
-    return importlib.util.find_spec("triton") is not None
-
-
 def select_backend(requested: str, device: torch.device) -> str:
-    """Resolve "auto" | "triton" | "torch" for `device` to "triton" or "torch"."""
+    """Resolve a backend name (any case, None = "auto") for `device` to "triton" or "torch", or a DeviceError."""
     backend = (requested or "auto").strip().lower()
     if backend not in BACKENDS:
         raise DeviceError(f"invalid backend '{requested}' (expected one of {', '.join(BACKENDS)})")
-    if backend == "torch":
-        return backend
-    usable = device.type == "cuda" and triton_available()
-    if backend == "triton" and not usable:
-        if device.type == "cpu" and triton_available() and interpreter_enabled():
-            return "triton"  # Triton's CPU interpreter (TRITON_INTERPRET=1): how the tests run the kernels
-        raise DeviceError(f"backend 'triton' needs a CUDA device and the triton package (device is {device}); "
-                          "on the CPU only with TRITON_INTERPRET=1")
-    return "triton" if usable else "torch"
+    try:
+        return resolve_backend(backend, device)
+    except BackendError as error:
+        raise DeviceError(str(error)) from error

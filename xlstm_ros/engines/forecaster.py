@@ -6,32 +6,28 @@ completed a patch advance together in ONE batched token step (`slstm_step` with 
 buffers (4, capacity, NH, DH), grown by doubling). A forecast runs ceil(H / 32) - 1 masked tokens from a
 copy of the states (the official single-pass rollout), batched across streams; when `forecast` absorbs a
 stream's newest patch, it runs those masked tokens in the same pass as the patch token (one read of the
-weights for both), as many as the forecasts until the next patch need, and keeps their outputs until then. Per stream the engine
-keeps a constant amount of memory: its state rows, the outputs of its last pass and a ring of the last
-train_ctx_len + 32 samples.
+weights for both), as many as the forecasts until the next patch need, and keeps their outputs until then.
+Per stream the engine keeps a constant amount of memory: its state rows, the outputs of its last pass and
+a ring of the last train_ctx_len + 32 samples.
 
-Anchored streaming (research/tirex.md 6.3 B). The official model standardises every 2048-sample window
-afresh and no existing state can be re-scaled exactly (the network is non-linear), so the engine anchors:
-at an anchor it takes (loc_a, scale_a) of the current window and recomputes the state with a full
-64-token pass over the ring; between anchors each new patch is standardised with (loc_a, scale_a) and
-stepped, and forecasts are de-standardised with the same (loc_a, scale_a). A stream re-anchors
+Anchored streaming. The official model standardises every 2048-sample window afresh and no existing state
+can be re-scaled exactly (the network is non-linear), so the engine anchors: at an anchor it takes
+(loc_a, scale_a) of the current window and recomputes the state with a full 64-token pass over the ring;
+between anchors each new patch is standardised with (loc_a, scale_a) and stepped, and forecasts are
+de-standardised with the same (loc_a, scale_a). A stream re-anchors
   * every `reanchor_every` patches,
   * when its window statistics drift: |loc - loc_a| / scale_a > loc_drift or |log(scale / scale_a)| >
     log_scale_drift,
   * on every patch while it is shorter than train_ctx_len: the official window is then left-padded with
     fully missing tokens whose number shrinks by one per patch, and those tokens pass through the
     recurrence without reaching a fixed point, so a stepped state would carry one padding token too many
-    per patch (16 extra padding tokens changed the output by 6 % in the research runs); a full pass per
-    patch costs little while the stream is young,
+    per patch; a full pass per patch costs little while the stream is young,
   * and when more than a window of patches arrived at once (their samples are no longer all in the ring).
 At an anchor a forecast equals `TiRex.forecast(window, H, max_accelerated_rollout_steps=None)` of the
-same window bitwise (rows of all matrix products are batch-invariant, models/xlstm.py), and between anchors
+same window bitwise (rows of all matrix products are batch-invariant, models/slstm.py), and between anchors
 the stepped state equals a (64 + k)-token pass standardised with (loc_a, scale_a) bitwise. The difference
 from the full-context forecast between anchors is therefore only the windowing: k patches of history beyond
-the 2048-sample window and the statistics drift. Measured on the random-weight test model (reduced config,
-test_forecaster_engine.py): up to 0.22 of the anchor's scale on noisy sines (reanchor_every 4 or 16), 0.40 to
-0.48 on smoothed noise and 0.66 to 0.77 on random walks; most of it appears on the first step after an
-anchor (the random model has a long memory). Trained weights must be measured (research/tirex.md 6.3).
+the 2048-sample window and the statistics drift (measured in bench/results/forecast_stream.json, `agreement`).
 reanchor_every=1 makes every forecast the exact official single-pass forecast of its window.
 
 Forecast timing: the state sits at the last patch boundary. `forecast(names, H)` returns the H samples
@@ -57,7 +53,7 @@ from xlstm_ros.engines.device import select_backend, select_device
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from xlstm_ros.models.tirex import (ScalerState, TiRex, destandardize, is_count, load_tirex_checkpoint,
                                     standardize, tokenize, window_stats)
-from xlstm_ros.models.xlstm import SLSTMStackState
+from xlstm_ros.models.slstm import SLSTMStackState
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 DEFAULT_CHECKPOINT = WEIGHTS_DIR / "tirex_forecaster.ckpt"

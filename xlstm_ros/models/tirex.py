@@ -28,7 +28,7 @@ from torch import nn
 from xlstm_ros.kernels import BACKENDS
 from xlstm_ros.models.checkpoints import (CheckpointError, load_checkpoint, load_into, save_checkpoint,
                                           state_dict_of)
-from xlstm_ros.models.xlstm import (PRECISIONS, ResidualMLP, RMSNorm, SLSTMBlock, SLSTMStackState,
+from xlstm_ros.models.slstm import (PRECISIONS, ResidualMLP, RMSNorm, SLSTMBlock, SLSTMStackState,
                                     check_precision, swiglu_hidden_dim)
 
 DEFAULT_QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -1,4 +1,5 @@
-"""xLSTM building blocks: sLSTM layer and block, RMSNorm, SwiGLU feed-forward, residual MLP, stack state.
+"""sLSTM blocks as TiRex stacks them: sLSTM layer and block, RMSNorm, SwiGLU feed-forward, residual MLP,
+the stack's recurrent state, and the conversion of the checkpoint's recurrent weights to the kernels' layout.
 
 Module and parameter names follow the NX-AI xLSTM/TiRex checkpoints (`fgate`, `igate`, ...,
 `slstm_cell._recurrent_kernel_`), so official state dicts load unchanged. The sLSTM cell maths lives in
@@ -36,13 +37,10 @@ def batch_invariant(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor)
     """Apply the row-wise map `fn` (..., F_in) -> (..., F_out) so that each row's result is independent of
     how many rows are computed together.
 
-    CPU BLAS multiplies few rows on other paths (matrix-vector and small-M kernels) that round differently
-    from the large-M path: measured here (torch 2.13 CPU, x86 AVX2) for the TiRex shapes, products of 1 to
-    15 rows can differ per row, 16 to 300 rows were bitwise equal. So inputs with fewer rows are zero-padded
-    to MIN_GEMM_ROWS. One token per stream, a short rollout and a 64-token pass (the official model's
-    smallest product) then round identically, which is what lets a streaming forecast equal a full pass
-    bitwise and reproduces the official multi-patch rollout bitwise. Cost: a single-stream token step of
-    the full-size model took 76 instead of 49 ms on this CPU (1 thread).
+    CPU BLAS multiplies a few rows on other paths (matrix-vector, small-M kernels) that can round each row
+    differently from the large-M path, so inputs with fewer than MIN_GEMM_ROWS rows are zero-padded to it.
+    A one-token step, a short rollout and a full pass then round identically: that is what lets a streaming
+    forecast equal a full pass, and the official multi-patch rollout, bitwise.
     """
     rows = math.prod(x.shape[:-1])
     if rows >= MIN_GEMM_ROWS:
@@ -149,6 +147,23 @@ class MultiHeadGroupNorm(nn.Module):
         return out.view(*h.shape[:-2], -1)
 
 
+def R_from_tirex(kernel: torch.Tensor) -> torch.Tensor:
+    """TiRex `_recurrent_kernel_` (NH, DH_in, 4*DH_out), gate-major columns, as the kernels' R
+    (NH, 4, DH_in, DH_out): a view of it."""
+    if kernel.dim() != 3 or kernel.shape[2] != NUM_GATES * kernel.shape[1]:
+        raise ValueError(f"kernel: expected shape (NH, DH, 4*DH), got {tuple(kernel.shape)}")
+    return kernel.unflatten(2, (NUM_GATES, kernel.shape[1])).transpose(1, 2)
+
+
+def bias_from_tirex(bias: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """TiRex `_bias_` (NH*4*DH,), stored head-major [head][gate][dim], as the kernels' bias (4, NH, DH):
+    a view of it."""
+    if bias.dim() != 1 or bias.numel() % (NUM_GATES * num_heads):
+        raise ValueError(f"bias: expected a flat tensor of NH*4*DH values with NH={num_heads}, "
+                         f"got shape {tuple(bias.shape)}")
+    return bias.unflatten(0, (num_heads, NUM_GATES, -1)).transpose(0, 1)
+
+
 class SLSTMCell(nn.Module):
     """The sLSTM recurrence parameters in the official stored layouts; the maths is in xlstm_ros.kernels.
 
@@ -174,9 +189,11 @@ class SLSTMCell(nn.Module):
             bias[:, 1] = torch.linspace(3.0, 6.0, self.head_dim)
 
     def kernel_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(R (heads, 4, head_dim, head_dim), bias (4, heads, head_dim)) in the kernels' layout."""
-        return (kernels.R_from_tirex(self._recurrent_kernel_),
-                kernels.bias_from_tirex(self._bias_, self.num_heads))
+        """(R (heads, 4, head_dim, head_dim), bias (4, heads, head_dim)) in the kernels' layout.
+
+        Views of the parameters, not copies: they always hold the current weights (after load_state_dict,
+        an optimiser step or .to()), cost nothing per call, and autograd reaches the parameters through them."""
+        return R_from_tirex(self._recurrent_kernel_), bias_from_tirex(self._bias_, self.num_heads)
 
     def sequence(self, wx: torch.Tensor, state: torch.Tensor | None, *, precision: str,
                  backend: str) -> tuple[torch.Tensor, torch.Tensor]:
