@@ -1,16 +1,17 @@
-"""Message types by name and numeric field paths into them (`voltage`, `linear_acceleration.z`, `data[0]`).
+"""Message types by name, and numeric field paths into them checked against the type (`voltage`,
+`linear_acceleration.z`, `data[0]`).
 
 A channel of the forecaster names a message type ("sensor_msgs/msg/BatteryState") and a field path. Both
 are checked against the type's introspection data when the node starts, so a typo fails at start-up with
-a message naming the parameter; at run time a path can only fail on an index beyond a sequence's length,
-which the node counts as a dropped sample.
+a message naming the parameter; at run time a path (xlstm_ros.engines.channels.FieldPath) can only fail on
+an index beyond a sequence's length, which the node counts as a dropped sample.
 """
 from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass
-from typing import Any
+
+from xlstm_ros.engines.channels import FieldPath, canonical_type
 
 NUMERIC_TYPES = frozenset({"float", "double", "long double", "int8", "uint8", "int16", "uint16", "int32",
                            "uint32", "int64", "uint64", "boolean", "octet", "char"})
@@ -25,9 +26,7 @@ class FieldPathError(ValueError):
 
 def import_message_type(name: str) -> type:
     """The message class for "pkg/msg/Type" (or "pkg/Type")."""
-    parts = name.strip().split("/")
-    if len(parts) == 2:
-        parts = [parts[0], "msg", parts[1]]
+    parts = canonical_type(name).split("/")
     if len(parts) != 3 or parts[1] != "msg" or not all(parts):
         raise FieldPathError(f"message type '{name}' is not of the form package/msg/Type")
     package, _, type_name = parts
@@ -50,25 +49,6 @@ def _element_type(type_text: str) -> tuple[str, int | None] | None:
     if match:
         return match["element"].strip(), int(match["size"])
     return None
-
-
-@dataclass(frozen=True)
-class FieldPath:
-    """A validated path from a message to one numeric value."""
-
-    text: str
-    steps: tuple[tuple[str, int | None], ...]
-
-    def value(self, msg: Any) -> float:
-        """The number at this path (bool -> 0/1). IndexError when a sequence is too short."""
-        current = msg
-        for name, index in self.steps:
-            current = getattr(current, name)
-            if index is not None:
-                current = current[index]
-        if isinstance(current, (bytes, bytearray)):
-            current = current[0]
-        return float(current)
 
 
 def compile_field_path(msg_type: type, path: str) -> FieldPath:
@@ -120,7 +100,3 @@ def has_header(msg_type: type) -> bool:
     """True when the type carries a std_msgs/Header named `header` (its stamp is the sample time)."""
     return msg_type.get_fields_and_field_types().get("header") == "std_msgs/Header"
 
-
-def stamp_seconds(stamp: Any) -> float:
-    """A builtin_interfaces/Time as float seconds."""
-    return stamp.sec + stamp.nanosec * 1e-9
