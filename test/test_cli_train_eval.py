@@ -53,3 +53,17 @@ def test_help_names_the_command(command, capsys):
     with pytest.raises(SystemExit):
         main([command, "forecaster", "--help"])
     assert f"xlstm-ros {command} forecaster" in capsys.readouterr().out
+
+
+def test_eval_forecaster_streaming_reports_the_engine_against_full_windows(tmp_path, capsys):
+    checkpoint = write_random_checkpoint(tmp_path)
+    assert main(["eval", "forecaster", "--checkpoint", str(checkpoint), "--tasks", "co2", "--limit-series", "2",
+                 "--baselines", "SeasonalNaive", "--streaming", "--reanchor-every", "4",
+                 "--out-dir", str(tmp_path / "eval")]) == 0
+    result = json.loads((tmp_path / "eval" / "forecast_streaming.json").read_text())
+    assert result["reanchor_every"] == 4 and result["tasks"]["co2"]["origins"] == (2284 - 8 - 2048) // 32 + 1
+    assert set(result["distance_by_patches_since_anchor"]) <= {"0", "1", "2", "3"}
+    assert "Streaming (reanchor_every 4)" in capsys.readouterr().out
+    assert main(["eval", "forecaster", "--checkpoint", str(checkpoint), "--tasks", "m3_yearly", "--limit-series",
+                 "1", "--baselines", "SeasonalNaive", "--streaming", "--out-dir", str(tmp_path / "eval2")]) == 2
+    assert "--streaming needs at least one sensor task" in capsys.readouterr().err

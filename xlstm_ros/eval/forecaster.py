@@ -550,6 +550,10 @@ class ForecastEvalOptions:
     out_dir: str = option("out/eval/forecaster", "forecast_eval.json and forecast_eval.md go here")
     cache_dir: str | None = option(None, "downloaded evaluation data (default ~/.cache/xlstm_ros/eval)")
     model_name: str = option("model", "name of the model in the tables")
+    streaming: bool = option(False, "also run the node's streaming engine on the sensor tasks and compare its "
+                             "forecasts with full-window ones (forecast_streaming.json and .md)")
+    reanchor_every: int = option(16, "the engine's re-anchoring period in patches for --streaming (the node's "
+                                 "default)")
 
 
 def run(options: ForecastEvalOptions) -> dict:
@@ -566,6 +570,15 @@ def run(options: ForecastEvalOptions) -> dict:
                                  baselines=options.baselines, batch_size=options.batch_size,
                                  cache_dir=options.cache_dir)
     print(markdown_report(result))
+    if options.streaming:
+        from xlstm_ros.eval.streaming import evaluate_streaming, write_streaming_report
+
+        sensor = [task.name for task in resolve_tasks(options.tasks) if task.group == "sensor"]
+        if not sensor:
+            raise ValueError("--streaming needs at least one sensor task in --tasks")
+        result["streaming"] = evaluate_streaming(model, sensor, reanchor_every=options.reanchor_every,
+                                                 cache_dir=options.cache_dir)
+        print(write_streaming_report(result["streaming"], options.out_dir))
     return result
 
 
