@@ -3,7 +3,7 @@
     python -m bench.node_latency                          # 640x480 frames at 10 Hz, IMU at 100 Hz, ~3 min
     python -m bench.node_latency --smoke --out /tmp/n.json   # tiny models, a few seconds of traffic (CI)
 
-Each node runs in its own process (xlstm_ros.nodes.processes.start_node: its console entry point, a reserved
+Each node runs in its own process (xlstm_ros.graph.running: its console entry point, a reserved
 ROS_DOMAIN_ID, LOCALHOST discovery, the pinned thread count) and this process publishes the inputs and
 subscribes to the outputs, so both timestamps come from one clock (time.monotonic).
 
@@ -27,16 +27,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
 from bench.common import (RESULTS_DIR, Record, percentiles, pin_threads, print_child_result, run_child,
                           wait_until_quiet)
-from xlstm_ros.nodes.processes import adopt_ros_environment, reserve_domain_id, ros_arguments, start_node
+from xlstm_ros.graph.processes import ros_arguments
 
 if TYPE_CHECKING:  # rclpy is imported once the session has set this process's Fast DDS profile
-    from xlstm_ros.nodes.spinning import SpinningNode
+    from xlstm_ros.graph.running import RunningGraph
 
 MODULE = "bench.node_latency"
 FRAME_SIZE = (480, 640)
@@ -131,18 +131,17 @@ def camera_frame(index: int) -> np.ndarray:
     return frame.astype(np.uint8)
 
 
-def measure_depth(spinner: SpinningNode, start: Callable, checkpoint: Path, args: argparse.Namespace
-                  ) -> dict[str, Any]:
+def measure_depth(graph: RunningGraph, checkpoint: Path, args: argparse.Namespace) -> dict[str, Any]:
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
+    from xlstm_ros.graph.spinning import wait_for
     from xlstm_ros.nodes.image_conv import numpy_to_image
-    from xlstm_ros.nodes.spinning import wait_for
 
     params = {"checkpoint": str(checkpoint), "device": "cpu", "diagnostics_period_s": 0.5, "publish_colored": True}
-    process = start("depth_node", ros_arguments(parameters=params, remappings={"image": "/bench/image"}))
-    node = spinner.node
+    process = graph.start("depth_node", ros_arguments(parameters=params, remappings={"image": "/bench/image"}))
+    node = graph.client.node
     received: dict[int, float] = {}
     diagnostics: list = []
     node.create_subscription(Image, "depth", lambda m: received.setdefault(m.header.stamp.sec, time.monotonic()),
@@ -195,21 +194,20 @@ def measure_depth(spinner: SpinningNode, start: Callable, checkpoint: Path, args
 
 # ------------------------------------------------------------------------------------------------ forecast
 
-def measure_forecast(spinner: SpinningNode, start: Callable, checkpoint: Path, args: argparse.Namespace
-                     ) -> dict[str, Any]:
+def measure_forecast(graph: RunningGraph, checkpoint: Path, args: argparse.Namespace) -> dict[str, Any]:
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Imu
     from xlstm_ros_msgs.msg import Forecast
 
-    from xlstm_ros.nodes.spinning import wait_for
+    from xlstm_ros.graph.spinning import wait_for
 
     params = {"device": "cpu", "period_s": SENSOR_PERIOD_S, "horizon": 64, "forecast_rate_hz": args.forecast_hz,
               "lateness_s": 0.0, "channels": ["accel_z"], "diagnostics_period_s": 0.5,
               "channel.accel_z.topic": "/bench/imu", "channel.accel_z.type": "sensor_msgs/msg/Imu",
               "channel.accel_z.field": "linear_acceleration.z", "channel.accel_z.unit": "m/s^2",
               "checkpoint": str(checkpoint)}
-    process = start("forecaster_node", ros_arguments(parameters=params))
-    node = spinner.node
+    process = graph.start("forecaster_node", ros_arguments(parameters=params))
+    node = graph.client.node
     received: list[tuple[int, float]] = []
     diagnostics: list = []
 
@@ -299,7 +297,7 @@ def session(transport: str, with_forecast: bool, args: argparse.Namespace) -> di
     """One Fast DDS set-up, in a process of its own (Fast DDS reads its XML profile once per process):
     reserve a domain, start the nodes one at a time, measure, stop them."""
     out: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as directory, reserve_domain_id() as domain:
+    with tempfile.TemporaryDirectory() as directory:
         directory = Path(directory)
         if transport == "large_shm":
             os.environ.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # ros_environment sets the package's
@@ -307,38 +305,14 @@ def session(transport: str, with_forecast: bool, args: argparse.Namespace) -> di
             profile = directory / "builtin.xml"
             profile.write_text(BUILTIN_PROFILE)
             os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(profile)
-        adopt_ros_environment(domain.domain_id, directory / "ros")
-        import rclpy
+        from xlstm_ros.graph.running import running
 
-        from xlstm_ros.nodes.spinning import SpinningNode
-
-        context = rclpy.context.Context()
-        rclpy.init(context=context, domain_id=domain.domain_id)
-        started = []
-
-        def start(executable: str, node_args: list[str]):
-            process = start_node(executable, domain_id=domain.domain_id, log_dir=directory / executable,
-                                 args=node_args, env=os.environ)
-            started.append(process)
-            return process
-
-        def run(name: str, measure: Callable, checkpoint: Path) -> dict[str, Any]:
-            spinner = SpinningNode(context, name)
-            try:
-                return measure(spinner, start, checkpoint, args)
-            finally:
-                spinner.close()
-
-        try:
+        with running(directory, client_name="bench_latency") as graph:
             depth_model, out["depth_model"] = depth_checkpoint(directory, args.smoke)
-            out["depth"] = run("bench_depth", measure_depth, depth_model)
+            out["depth"] = measure_depth(graph, depth_model, args)
             if with_forecast:
                 forecast_model, out["forecast_model"] = forecast_checkpoint(directory, args.smoke)
-                out["forecast"] = run("bench_forecast", measure_forecast, forecast_model)
-        finally:
-            for process in started:
-                process.stop()
-            context.try_shutdown()
+                out["forecast"] = measure_forecast(graph, forecast_model, args)
     return out
 
 

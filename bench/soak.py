@@ -36,8 +36,8 @@ import torch
 
 from xlstm_ros.engines.depth import DEFAULT_CHECKPOINT as DEFAULT_DEPTH
 from xlstm_ros.engines.forecaster import DEFAULT_CHECKPOINT as DEFAULT_TIREX
-from xlstm_ros.nodes.graph import DRONE_NODES, default_config, node_arguments
-from xlstm_ros.nodes.processes import adopt_ros_environment, reserve_domain_id, ros_arguments, start_node
+from xlstm_ros.graph.drone import default_config, drone_graph
+from xlstm_ros.graph.processes import ros_arguments
 
 SIM_TO_CHANNEL = {"battery_voltage": "battery_voltage", "accel_z": "accel_z", "altitude": "baro_altitude",
                   "motor_temperature": "motor_temperature"}
@@ -66,40 +66,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-class StatusReader:
-    """Calls ~/get_status of the nodes from a node of this process."""
-
-    def __init__(self, context):
-        import rclpy
-        from xlstm_ros_msgs.srv import GetStatus
-
-        self._rclpy = rclpy
-        self.node = rclpy.create_node("soak_monitor", context=context)
-        self.executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self._request = GetStatus.Request()
-        self.clients = {name: self.node.create_client(GetStatus, f"/{name}/get_status") for name in NODES}
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        return all(client.wait_for_service(timeout_sec=max(deadline - time.monotonic(), 0.1))
-                   for client in self.clients.values())
-
-    def read(self, timeout_s: float = 30.0) -> dict[str, dict]:
-        futures = {name: client.call_async(self._request) for name, client in self.clients.items()}
-        reports = {}
-        for name, future in futures.items():
-            self.executor.spin_until_future_complete(future, timeout_sec=timeout_s)
-            if future.done() and future.result() is not None:
-                reports[name] = json.loads(future.result().status.json)
-        return reports
+def read_reports(graph, timeout_s: float = 30.0) -> dict[str, dict]:
+    """The nodes' ~/get_status reports; a node that does not answer in time is left out."""
+    reports = {}
+    for name in NODES:
+        try:
+            reports[name] = graph.status(name).get(timeout_s)
+        except TimeoutError:
+            pass
+    return reports
 
 
 def run_soak(duration_s: float, fps: float, sample_s: float, out: Path, work: Path, flight_s: float = 120.0,
              seed: int = 7) -> dict:
-    import rclpy
-    from rclpy.signals import SignalHandlerOptions
-
+    from xlstm_ros.graph.running import running
     from xlstm_ros.sim.flight import scene_of_kind, simulate_flight
 
     work.mkdir(parents=True, exist_ok=True)
@@ -114,30 +94,21 @@ def run_soak(duration_s: float, fps: float, sample_s: float, out: Path, work: Pa
         for name, series_ in flight.sensors.items():
             samples_sent[SIM_TO_CHANNEL[name]] += len(series_.times_s)
     series, crashes = [], []
-    with reserve_domain_id() as domain:
-        adopt_ros_environment(domain.domain_id, work / "logs" / "ros")
-        nodes = {spec.executable: start_node(spec.executable, domain_id=domain.domain_id, log_dir=work / "logs",
-                                             args=node_arguments(spec, default_config(), parameters={
-                                                 "checkpoint": str(checkpoints[spec.executable])}))
-                 for spec in DRONE_NODES}
-        context = rclpy.context.Context()
-        # Ctrl-C must raise KeyboardInterrupt here (not only shut the context down) so that the nodes stop
-        rclpy.init(context=context, domain_id=domain.domain_id, signal_handler_options=SignalHandlerOptions.NO)
-        reader = StatusReader(context)
+    nodes = drone_graph(default_config(), parameters={name: {"checkpoint": str(path)}
+                                                      for name, path in checkpoints.items()})
+    with running(work / "logs", nodes=nodes, client_name="soak_monitor") as graph:
         sim = None
         try:
-            if not reader.wait_ready(180):
-                logs = " | ".join(process.output()[-800:] for process in nodes.values())
-                raise RuntimeError(f"the nodes did not come up: {logs}")
+            graph.wait_until_up(NODES, 180)
             started = time.monotonic()
             print(f"[soak] {len(flights)} flight(s), {duration_s:.0f} s at {fps:g} fps; sampling every {sample_s:g} s",
                   flush=True)
             for index, length in enumerate(flights):  # one simulator process per flight: publishers come and go
-                sim = start_node("drone_sim_node", domain_id=domain.domain_id, log_dir=work / "logs",
-                                 args=ros_arguments(parameters={"seed": seed + index, "duration_s": float(length),
-                                                                "fps": float(fps), "scene_kind": "street"}))
-                while sim.running and all(p.running for p in nodes.values()):
-                    series.append(_sample(nodes, reader, time.monotonic() - started))
+                sim = graph.start("drone_sim_node", ros_arguments(parameters={
+                    "seed": seed + index, "duration_s": float(length), "fps": float(fps), "scene_kind": "street"}),
+                    expect_exit=True)
+                while sim.running and not graph.crashed():
+                    series.append(_sample(graph, time.monotonic() - started))
                     _report_progress(series[-1])
                     time.sleep(max(sample_s - (time.monotonic() - started - series[-1]["t_s"]), 0.0))
                 sim_code = sim.stop()
@@ -145,18 +116,16 @@ def run_soak(duration_s: float, fps: float, sample_s: float, out: Path, work: Pa
                     crashes.append({"process": "drone_sim_node", "exit_code": sim_code,
                                     "log_tail": sim.output()[-1500:]})
             time.sleep(3.0)  # the last samples and frames on their way
-            final = reader.read()
-            series.append(_sample(nodes, reader, time.monotonic() - started, final))
+            final = read_reports(graph)
+            series.append(_sample(graph, time.monotonic() - started, final))
         finally:
             if sim is not None:
                 sim.stop()
-            for name, process in nodes.items():
+            for name, process in graph.nodes.items():  # stopped here, so that a crash is counted, not raised
                 was_running = process.running
                 code = process.stop(timeout_s=30)
                 if not was_running or code != 0:
                     crashes.append({"process": name, "exit_code": code, "log_tail": process.output()[-1500:]})
-            reader.node.destroy_node()
-            context.try_shutdown()
     result = summarize(series, final, samples_sent, frames_sent, duration_s, crashes)
     result.update({"command": " ".join(["python -m bench.soak", *sys.argv[1:]]), "fps": fps, "flights": len(flights),
                    "models": "shipped defaults" if shipped else "small random-weight checkpoints (no shipped "
@@ -167,9 +136,9 @@ def run_soak(duration_s: float, fps: float, sample_s: float, out: Path, work: Pa
     return result
 
 
-def _sample(nodes, reader: StatusReader, t_s: float, reports: dict | None = None) -> dict:
-    reports = reader.read() if reports is None else reports
-    rss = {name: round(rss_mb(process.process.pid), 1) for name, process in nodes.items() if process.running}
+def _sample(graph, t_s: float, reports: dict | None = None) -> dict:
+    reports = read_reports(graph) if reports is None else reports
+    rss = {name: round(rss_mb(process.process.pid), 1) for name, process in graph.nodes.items() if process.running}
     forecaster, depth = reports.get("forecaster_node", {}), reports.get("depth_node", {})
     per_stream = [entry["state_bytes"] for entry in forecaster.get("channels", {}).values()]
     return {"t_s": round(t_s, 1), "rss_mb": rss, "rss_total_mb": round(sum(rss.values()), 1),

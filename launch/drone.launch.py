@@ -1,6 +1,6 @@
 """Depth and forecaster nodes for a drone: `ros2 launch xlstm_ros drone.launch.py camera:=/my/cam`.
 
-The graph (nodes, remapped inputs, launch arguments) comes from xlstm_ros.nodes.graph, the same
+The graph (nodes, remapped inputs, launch arguments) comes from xlstm_ros.graph.drone, the same
 description the demo uses; launch/drone.launch.xml is the same graph in XML.
 """
 from launch import LaunchDescription
@@ -9,8 +9,8 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJ
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from xlstm_ros.nodes.graph import DRONE_NODES, LAUNCH_ARGUMENTS, SHIPPED_CONFIG
-from xlstm_ros.nodes.processes import FASTDDS_PROFILE
+from xlstm_ros.graph.drone import DRONE_NODES, LAUNCH_ARGUMENTS, SHIPPED_CONFIG
+from xlstm_ros.graph.processes import FASTDDS_PROFILE
 
 
 def generate_launch_description():

@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 def _use_the_package_fastdds_profile() -> None:
     """This process's participants use the same Fast DDS profile as the node processes (Fast DDS reads it
     once per process, so it must be set before the first rclpy.init)."""
-    from xlstm_ros.nodes.processes import fastdds_profile
+    from xlstm_ros.graph.processes import fastdds_profile
 
     profile = fastdds_profile()
     if profile is not None:
@@ -35,58 +35,11 @@ def one_torch_thread():
 
 
 @pytest.fixture
-def ros_domain():
-    """A ROS_DOMAIN_ID that no other test or run on this machine uses while the test runs."""
-    from xlstm_ros.nodes.processes import reserve_domain_id
+def ros_graph(tmp_path, request):
+    """The test's node graph (xlstm_ros.graph.running): a reserved domain, a client node spun in the test
+    process, and `ros_graph.start(...)` for node processes, stopped after the test. A node that ended by
+    itself fails the test with its log, unless it was started with expect_exit=True (start-up errors)."""
+    from xlstm_ros.graph.running import running
 
-    with reserve_domain_id() as reservation:
-        yield reservation.domain_id
-
-
-@pytest.fixture
-def ros_context(ros_domain, tmp_path, monkeypatch):
-    """An initialised rclpy context on the test's domain (logs in the test's temporary folder)."""
-    import rclpy
-
-    monkeypatch.setenv("ROS_LOG_DIR", str(tmp_path / "ros_log"))
-    monkeypatch.setenv("ROS_DOMAIN_ID", str(ros_domain))
-    context = rclpy.context.Context()
-    rclpy.init(context=context, domain_id=ros_domain)
-    yield context
-    context.try_shutdown()
-
-
-@pytest.fixture
-def test_node(ros_context, request):
-    """A spinning rclpy node in the test process."""
-    from xlstm_ros.nodes.spinning import SpinningNode
-
-    node = SpinningNode(ros_context, "test_" + request.node.name.split("[")[0][:40])
-    yield node
-    node.close()
-
-
-@pytest.fixture
-def node_process(ros_domain, tmp_path):
-    """Factory: start an installed node entry point on the test's domain; stopped after the test.
-
-    A node that exited by itself before the test ended makes the test fail with its log, unless it was
-    started with expect_exit=True (tests of start-up errors)."""
-    from xlstm_ros.nodes.processes import start_node
-
-    started = []
-
-    def start(executable, args=(), expect_exit=False, **kwargs):
-        process = start_node(executable, domain_id=ros_domain, log_dir=tmp_path / f"node{len(started)}",
-                             args=args, **kwargs)
-        process.expect_exit = expect_exit
-        started.append(process)
-        return process
-
-    yield start
-    crashed = [p for p in started if not p.running and not p.expect_exit]
-    for process in started:
-        process.stop()
-    for process in crashed:
-        pytest.fail(f"{process.executable} exited early with code {process.process.returncode}:\n"
-                    f"{process.output()[-4000:]}")
+    with running(tmp_path / "ros_graph", client_name="test_" + request.node.name.split("[")[0][:40]) as graph:
+        yield graph

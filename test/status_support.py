@@ -1,45 +1,13 @@
-"""Test helpers: ~/get_status calls, RSS of a process, log throttling checks, a node spun in the test process."""
+"""Test helpers: RSS of a process, log throttling checks, a node of this package spun in the test process."""
 from __future__ import annotations
 
-import json
 import re
 import threading
-import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
-from xlstm_ros_msgs.srv import GetStatus
-
 LOG_LINE = re.compile(r"^\[(?P<level>[A-Z]+)\] \[(?P<stamp>\d+\.\d+)\] \[[^\]]+\]: (?P<text>.*)$")
-
-
-class StatusClient:
-    """Calls `<node>/get_status` from a SpinningNode (xlstm_ros.nodes.spinning) and returns the report as a dict."""
-
-    def __init__(self, spinning_node, node_name: str):
-        self._client = spinning_node.node.create_client(GetStatus, f"/{node_name}/get_status")
-
-    def wait(self, timeout_s: float = 60.0) -> bool:
-        return self._client.wait_for_service(timeout_sec=timeout_s)
-
-    def get(self, timeout_s: float = 30.0) -> dict:
-        future = self._client.call_async(GetStatus.Request())
-        deadline = time.monotonic() + timeout_s
-        while not future.done():
-            if time.monotonic() > deadline:
-                raise TimeoutError("get_status did not answer")
-            time.sleep(0.01)
-        return json.loads(future.result().status.json)
-
-    def wait_until(self, predicate, timeout_s: float) -> dict:
-        """Poll until predicate(report) holds; returns the last report (check the predicate again)."""
-        deadline = time.monotonic() + timeout_s
-        report = self.get()
-        while not predicate(report) and time.monotonic() < deadline:
-            time.sleep(0.1)
-            report = self.get()
-        return report
 
 
 def rss_mb(pid: int) -> float:

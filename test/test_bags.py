@@ -5,16 +5,16 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float64
 from xlstm_ros_msgs.msg import Forecast
 
-from xlstm_ros.nodes.bags import BagPlayer, BagRecorder, read_messages
+from xlstm_ros.graph.bags import BagPlayer, BagRecorder, read_messages
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.nodes.image_conv import image_to_numpy, numpy_to_image
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
-def test_record_then_read_and_play_back(test_node, tmp_path, storage):
-    node = test_node.node
+def test_record_then_read_and_play_back(ros_graph, tmp_path, storage):
+    node = ros_graph.client.node
     bag = tmp_path / f"bag_{storage}"
     recorder = BagRecorder(node, bag, {"/value": "std_msgs/msg/Float64",
                                        "/forecast": "xlstm_ros_msgs/msg/Forecast",
@@ -40,8 +40,8 @@ def test_record_then_read_and_play_back(test_node, tmp_path, storage):
     image = next(m for topic, _, m in messages if topic == "/image")
     assert (image.height, image.width, image.encoding) == (12, 16, "rgb8")
 
-    received = test_node.collect(Float64, "/replayed", 10)
-    images = test_node.collect(Image, "/image", 10)
+    received = ros_graph.client.collect(Float64, "/replayed", 10)
+    images = ros_graph.client.collect(Image, "/image", 10)
     player = BagPlayer(node, bag, rate=20.0, remap={"/value": "/replayed"})
     assert wait_for(lambda: player._publishers["/value"].get_subscription_count(), 10)
     assert player.play() == 15
@@ -51,6 +51,6 @@ def test_record_then_read_and_play_back(test_node, tmp_path, storage):
     np.testing.assert_array_equal(image_to_numpy(images[0]), picture)
 
 
-def test_player_rejects_bad_rate(test_node, tmp_path):
+def test_player_rejects_bad_rate(ros_graph, tmp_path):
     with pytest.raises(ValueError, match="rate"):
-        BagPlayer(test_node.node, tmp_path / "none", rate=0)
+        BagPlayer(ros_graph.client.node, tmp_path / "none", rate=0)

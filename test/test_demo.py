@@ -8,8 +8,8 @@ from PIL import Image as PILImage
 from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 
-from xlstm_ros.nodes.bags import read_messages
-from xlstm_ros.nodes.demo import DemoOptions, run_demo
+from xlstm_ros.demo.run import DemoOptions, run_demo
+from xlstm_ros.graph.bags import read_messages
 from xlstm_ros.nodes.image_conv import image_to_numpy
 
 pytestmark = pytest.mark.ros

@@ -6,9 +6,9 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from support_depth import write_random_depth_checkpoint
 
+from xlstm_ros.graph.processes import ros_arguments
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.nodes.image_conv import image_to_numpy, numpy_to_image
-from xlstm_ros.nodes.processes import ros_arguments
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 
@@ -18,15 +18,15 @@ def checkpoint(tmp_path_factory):
     return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"), input_short_side=64)
 
 
-def start(node_process, checkpoint, **parameters):
+def start(graph, checkpoint, **parameters):
     params = {"checkpoint": str(checkpoint), "device": "cpu", "publish_points": True, "points_stride": 2,
               "diagnostics_period_s": 0.2, **parameters}
-    return node_process("depth_node", ros_arguments(parameters=params, remappings={"image": "/cam/image",
-                                                                                  "camera_info": "/cam/info"}))
+    return graph.start("depth_node", ros_arguments(parameters=params, remappings={"image": "/cam/image",
+                                                                                 "camera_info": "/cam/info"}))
 
 
-def outputs(test_node):
-    collect = test_node.collect
+def outputs(client):
+    collect = client.collect
     return {"depth": collect(Image, "depth", qos_profile_sensor_data),
             "colored": collect(Image, "depth/colored", qos_profile_sensor_data),
             "info": collect(CameraInfo, "depth/camera_info", qos_profile_sensor_data),
@@ -49,11 +49,11 @@ def camera_image(encoding: str, stamp_s: int, height=48, width=80) -> Image:
     return msg
 
 
-def test_rgb8_and_bgr8_with_camera_info(node_process, test_node, checkpoint):
-    start(node_process, checkpoint)
-    out = outputs(test_node)
-    image_pub = test_node.node.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
-    info_pub = test_node.node.create_publisher(CameraInfo, "/cam/info", qos_profile_sensor_data)
+def test_rgb8_and_bgr8_with_camera_info(ros_graph, checkpoint):
+    start(ros_graph, checkpoint)
+    out = outputs(ros_graph.client)
+    image_pub = ros_graph.client.node.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
+    info_pub = ros_graph.client.node.create_publisher(CameraInfo, "/cam/info", qos_profile_sensor_data)
     assert wait_for(lambda: image_pub.get_subscription_count() and info_pub.get_subscription_count(), 60)
     K = [60.0, 0.0, 39.5, 0.0, 60.0, 23.5, 0.0, 0.0, 1.0]
     for stamp, encoding in ((100, "rgb8"), (101, "bgr8")):
@@ -78,10 +78,10 @@ def test_rgb8_and_bgr8_with_camera_info(node_process, test_node, checkpoint):
         assert 0 < points.width <= 24 * 40 and len(points.data) == 12 * points.width
 
 
-def test_bad_frames_are_counted_and_the_node_keeps_running(node_process, test_node, checkpoint):
-    process = start(node_process, checkpoint)
-    out = outputs(test_node)
-    pub = test_node.node.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
+def test_bad_frames_are_counted_and_the_node_keeps_running(ros_graph, checkpoint):
+    process = start(ros_graph, checkpoint)
+    out = outputs(ros_graph.client)
+    pub = ros_graph.client.node.create_publisher(Image, "/cam/image", qos_profile_sensor_data)
     assert wait_for(lambda: pub.get_subscription_count(), 60)
     while not any(m.header.stamp.sec == 0 for m in out["depth"]):  # a good frame first: the link is up
         pub.publish(camera_image("rgb8", 0))
@@ -110,8 +110,8 @@ def test_bad_frames_are_counted_and_the_node_keeps_running(node_process, test_no
     assert "Image.data has 100 bytes" in log
 
 
-def test_missing_checkpoint_fails_at_start(node_process, tmp_path):
-    process = node_process("depth_node", ros_arguments(parameters={"checkpoint": str(tmp_path / "none.pt")}),
-                           expect_exit=True)
+def test_missing_checkpoint_fails_at_start(ros_graph, tmp_path):
+    process = ros_graph.start("depth_node", ros_arguments(parameters={"checkpoint": str(tmp_path / "none.pt")}),
+                              expect_exit=True)
     assert process.process.wait(60) == 2
     assert "parameter 'checkpoint'" in process.output() and "none.pt" in process.output()

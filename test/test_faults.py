@@ -15,16 +15,16 @@ import pytest
 import torch
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Image
-from status_support import StatusClient, node_in_process
+from status_support import node_in_process
 from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters, stamp_of
 from xlstm_ros_msgs.msg import Forecast
 
+from xlstm_ros.graph.processes import ros_arguments
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.nodes.image_conv import numpy_to_image
 from xlstm_ros.nodes.params import ParameterError
-from xlstm_ros.nodes.processes import ros_arguments
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.1
@@ -43,16 +43,16 @@ def depth_checkpoint(tmp_path_factory):
     return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"))
 
 
-def forecaster(ros_context, model_file, **parameters):
+def forecaster(context, model_file, **parameters):
     from xlstm_ros.nodes.forecaster_node import ForecasterNode
 
-    return node_in_process(ForecasterNode, ros_context, {**channel_parameters(model_file, BATTERY), **parameters})
+    return node_in_process(ForecasterNode, context, {**channel_parameters(model_file, BATTERY), **parameters})
 
 
-def depth(ros_context, model_file, **parameters):
+def depth(context, model_file, **parameters):
     from xlstm_ros.nodes.depth_node import DepthNode
 
-    return node_in_process(DepthNode, ros_context, {"checkpoint": str(model_file), "device": "cpu", **parameters})
+    return node_in_process(DepthNode, context, {"checkpoint": str(model_file), "device": "cpu", **parameters})
 
 
 def battery_messages(first: int, count: int) -> list[BatteryState]:
@@ -86,17 +86,17 @@ class Payload:
 
 # --- checkpoints ------------------------------------------------------------------------------------------
 
-def test_truncated_checkpoints_are_refused_naming_parameter_and_file(ros_context, tirex_checkpoint,
+def test_truncated_checkpoints_are_refused_naming_parameter_and_file(ros_graph, tirex_checkpoint,
                                                                       depth_checkpoint, tmp_path):
     for node, original in ((forecaster, tirex_checkpoint), (depth, depth_checkpoint)):
         truncated = tmp_path / f"truncated_{original.name}"
         truncated.write_bytes(original.read_bytes()[: original.stat().st_size // 2])
         with pytest.raises(ParameterError, match=r"parameter 'checkpoint'.*" + re.escape(str(truncated))):
-            with node(ros_context, original, checkpoint=str(truncated)):
+            with node(ros_graph.context, original, checkpoint=str(truncated)):
                 pass
 
 
-def test_a_pickle_that_is_not_weights_only_is_refused_without_running_it(ros_context, tirex_checkpoint,
+def test_a_pickle_that_is_not_weights_only_is_refused_without_running_it(ros_graph, tirex_checkpoint,
                                                                           depth_checkpoint, tmp_path):
     marker = tmp_path / "code_ran"
     for node, original in ((forecaster, tirex_checkpoint), (depth, depth_checkpoint)):
@@ -105,23 +105,23 @@ def test_a_pickle_that_is_not_weights_only_is_refused_without_running_it(ros_con
         unsafe = tmp_path / f"unsafe_{original.name}"
         torch.save(payload, unsafe)
         with pytest.raises(ParameterError, match=r"parameter 'checkpoint'.*not a weights-only checkpoint"):
-            with node(ros_context, original, checkpoint=str(unsafe)):
+            with node(ros_graph.context, original, checkpoint=str(unsafe)):
                 pass
     assert not marker.exists(), "the checkpoint's code must never run"
 
 
 # --- devices ------------------------------------------------------------------------------------------------
 
-def test_unavailable_gpu_falls_back_to_cpu_with_a_warning_or_fails_naming_device(ros_context, tirex_checkpoint,
+def test_unavailable_gpu_falls_back_to_cpu_with_a_warning_or_fails_naming_device(ros_graph, tirex_checkpoint,
                                                                                   depth_checkpoint):
     for node, checkpoint in ((forecaster, tirex_checkpoint), (depth, depth_checkpoint)):
-        with node(ros_context, checkpoint, device=UNAVAILABLE_GPU, fallback_to_cpu=True) as running:
+        with node(ros_graph.context, checkpoint, device=UNAVAILABLE_GPU, fallback_to_cpu=True) as running:
             report = running.report()
             assert report["device"] == "cpu"
             assert f"device '{UNAVAILABLE_GPU}' is not available" in report["device_fallback"]
             assert "falling back to the CPU" in report["device_fallback"]
         with pytest.raises(ParameterError, match=rf"parameter 'device': device '{UNAVAILABLE_GPU}' is not available"):
-            with node(ros_context, checkpoint, device=UNAVAILABLE_GPU, fallback_to_cpu=False):
+            with node(ros_graph.context, checkpoint, device=UNAVAILABLE_GPU, fallback_to_cpu=False):
                 pass
 
 
@@ -129,10 +129,10 @@ def out_of_memory(*args, **kwargs):
     raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (raised by the test seam)")
 
 
-def test_forecaster_out_of_memory_moves_the_streams_to_the_cpu(ros_context, test_node, tirex_checkpoint):
-    forecasts = test_node.collect(Forecast, "forecast/battery_voltage")
-    publisher = test_node.node.create_publisher(BatteryState, "battery_state", 200)
-    with forecaster(ros_context, tirex_checkpoint, forecast_rate_hz=20.0) as node:
+def test_forecaster_out_of_memory_moves_the_streams_to_the_cpu(ros_graph, tirex_checkpoint):
+    forecasts = ros_graph.client.collect(Forecast, "forecast/battery_voltage")
+    publisher = ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200)
+    with forecaster(ros_graph.context, tirex_checkpoint, forecast_rate_hz=20.0) as node:
         failing_engine = node.engine
         failing_engine.forecast = out_of_memory
         publish(publisher, battery_messages(0, 60))
@@ -148,10 +148,10 @@ def test_forecaster_out_of_memory_moves_the_streams_to_the_cpu(ros_context, test
 
 
 def test_forecaster_out_of_memory_without_fallback_is_counted_and_the_node_keeps_serving(
-        ros_context, test_node, tirex_checkpoint):
-    forecasts = test_node.collect(Forecast, "forecast/battery_voltage")
-    publisher = test_node.node.create_publisher(BatteryState, "battery_state", 200)
-    with forecaster(ros_context, tirex_checkpoint, forecast_rate_hz=20.0, fallback_to_cpu=False) as node:
+        ros_graph, tirex_checkpoint):
+    forecasts = ros_graph.client.collect(Forecast, "forecast/battery_voltage")
+    publisher = ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200)
+    with forecaster(ros_graph.context, tirex_checkpoint, forecast_rate_hz=20.0, fallback_to_cpu=False) as node:
         node.engine.forecast = out_of_memory
         publish(publisher, battery_messages(0, 60))
         assert wait_for(lambda: node.report()["errors"].get("out_of_memory", 0) >= 2, 30)
@@ -162,9 +162,9 @@ def test_forecaster_out_of_memory_without_fallback_is_counted_and_the_node_keeps
         assert node.report()["device_fallback"] == ""
 
 
-def test_depth_out_of_memory_falls_back_to_cpu_or_drops_the_frame(ros_context, test_node, depth_checkpoint):
-    depth_maps = test_node.collect(Image, "depth", qos_profile_sensor_data)
-    publisher = test_node.node.create_publisher(Image, "image", qos_profile_sensor_data)
+def test_depth_out_of_memory_falls_back_to_cpu_or_drops_the_frame(ros_graph, depth_checkpoint):
+    depth_maps = ros_graph.client.collect(Image, "depth", qos_profile_sensor_data)
+    publisher = ros_graph.client.node.create_publisher(Image, "image", qos_profile_sensor_data)
     frame = numpy_to_image(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8), "rgb8")
 
     def send_until(stamp: int, done) -> bool:
@@ -176,7 +176,7 @@ def test_depth_out_of_memory_falls_back_to_cpu_or_drops_the_frame(ros_context, t
                 return True
         return False
 
-    with depth(ros_context, depth_checkpoint) as node:
+    with depth(ros_graph.context, depth_checkpoint) as node:
         failing = node.estimator
         failing.estimate = out_of_memory
         assert wait_for(lambda: publisher.get_subscription_count() > 0, 30)
@@ -188,7 +188,7 @@ def test_depth_out_of_memory_falls_back_to_cpu_or_drops_the_frame(ros_context, t
         assert report["frames"]["processed"] >= 1 and "out_of_memory" not in report["drops"]
         assert "out of memory" in report["device_fallback"]
     depth_maps.clear()
-    with depth(ros_context, depth_checkpoint, fallback_to_cpu=False) as node:
+    with depth(ros_graph.context, depth_checkpoint, fallback_to_cpu=False) as node:
         node.estimator.estimate = out_of_memory
         assert wait_for(lambda: publisher.get_subscription_count() > 0, 30)
         assert send_until(2, lambda: node.report()["drops"].get("out_of_memory")), node.report()
@@ -204,13 +204,13 @@ def test_depth_out_of_memory_falls_back_to_cpu_or_drops_the_frame(ros_context, t
 
 # --- restart and publisher loss (real processes) ------------------------------------------------------------
 
-def test_restart_resumes_streams_from_the_state_file(node_process, test_node, tirex_checkpoint, tmp_path):
+def test_restart_resumes_streams_from_the_state_file(ros_graph, tirex_checkpoint, tmp_path):
     state_file = tmp_path / "streams.pt"
     arguments = ros_arguments(parameters=channel_parameters(tirex_checkpoint, BATTERY, state_file=str(state_file),
                                                             forecast_rate_hz=10.0))
-    forecasts = test_node.collect(Forecast, "forecast/battery_voltage")
-    publisher = test_node.node.create_publisher(BatteryState, "battery_state", 200)
-    first = node_process("forecaster_node", arguments)
+    forecasts = ros_graph.client.collect(Forecast, "forecast/battery_voltage")
+    publisher = ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200)
+    first = ros_graph.start("forecaster_node", arguments)
     publish(publisher, battery_messages(0, 100))
     assert wait_for(lambda: forecasts and stamp_s(forecasts[-1]) >= T0 + 90 * PERIOD_S, 60)
     first.expect_exit = True  # stopped by the test, like ros2 run on Ctrl-C
@@ -219,8 +219,8 @@ def test_restart_resumes_streams_from_the_state_file(node_process, test_node, ti
     assert wait_for(lambda: publisher.get_subscription_count() == 0, 30)
 
     forecasts.clear()
-    second = node_process("forecaster_node", arguments)
-    status = StatusClient(test_node, "forecaster_node")
+    second = ros_graph.start("forecaster_node", arguments)
+    status = ros_graph.status("forecaster_node")
     assert status.wait(60)
     publish(publisher, battery_messages(130, 4))  # 3 s after the last sample: 30 slots missed meanwhile
     assert wait_for(lambda: forecasts, 60), status.get()
@@ -233,24 +233,24 @@ def test_restart_resumes_streams_from_the_state_file(node_process, test_node, ti
     assert "resumed 1 stream(s)" in second.output()
 
 
-def test_a_publisher_that_disappears_and_comes_back(node_process, test_node, tirex_checkpoint):
-    node = node_process("forecaster_node", ros_arguments(parameters=channel_parameters(
+def test_a_publisher_that_disappears_and_comes_back(ros_graph, tirex_checkpoint):
+    node = ros_graph.start("forecaster_node", ros_arguments(parameters=channel_parameters(
         tirex_checkpoint, BATTERY, forecast_rate_hz=10.0, diagnostics_period_s=0.2)))
-    status = StatusClient(test_node, "forecaster_node")
-    forecasts = test_node.collect(Forecast, "forecast/battery_voltage")
+    status = ros_graph.status("forecaster_node")
+    forecasts = ros_graph.client.collect(Forecast, "forecast/battery_voltage")
     assert status.wait(60)
-    publisher = test_node.node.create_publisher(BatteryState, "battery_state", 200)
+    publisher = ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200)
     publish(publisher, battery_messages(0, 60))
     assert wait_for(lambda: forecasts, 60)
     seen = status.wait_until(lambda r: r["topics"]["/battery_state"]["publishers"] == 1, 30)  # the graph lags
     assert seen["topics"]["/battery_state"]["publishers"] == 1
-    test_node.node.destroy_publisher(publisher)
+    ros_graph.client.node.destroy_publisher(publisher)
     report = status.wait_until(lambda r: r["topics"]["/battery_state"]["publishers"] == 0, 30)
     assert report["topics"]["/battery_state"]["publishers"] == 0
     assert wait_for(lambda: "no publisher of sensor_msgs/msg/BatteryState left" in node.output(), 10)
 
     forecasts.clear()
-    publisher = test_node.node.create_publisher(BatteryState, "battery_state", 200)
+    publisher = ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200)
     publish(publisher, battery_messages(80, 40))  # 2 s of silence between the two publishers
     assert wait_for(lambda: forecasts and stamp_s(forecasts[-1]) >= T0 + 100 * PERIOD_S, 60)
     report = status.wait_until(lambda r: r["topics"]["/battery_state"]["publishers"] == 1, 30)

@@ -11,9 +11,9 @@ from sensor_msgs.msg import BatteryState, Image, Imu
 from support_tirex import write_random_checkpoint
 from xlstm_ros_msgs.msg import Forecast
 
+from xlstm_ros.graph.processes import ros_arguments
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.nodes.image_conv import numpy_to_image
-from xlstm_ros.nodes.processes import ros_arguments
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.1
@@ -72,12 +72,12 @@ def check_forecast(msg, channel, horizon=40):
     return quantiles
 
 
-def test_images_in_forecast_out(node_process, test_node, checkpoint):
-    """The plumbing of issue 2: Images published from this process, Forecasts received from the node."""
+def test_images_in_forecast_out(ros_graph, checkpoint):
+    """The plumbing end to end: Images published from this process, Forecasts received from the node."""
     channels = {"frame_width": ("camera/image_raw", "sensor_msgs/msg/Image", "width")}
-    node_process("forecaster_node", ros_arguments(parameters=channel_parameters(checkpoint, channels)))
-    forecasts = test_node.collect(Forecast, "forecast/frame_width")
-    publisher = test_node.node.create_publisher(Image, "camera/image_raw", 100)
+    ros_graph.start("forecaster_node", ros_arguments(parameters=channel_parameters(checkpoint, channels)))
+    forecasts = ros_graph.client.collect(Forecast, "forecast/frame_width")
+    publisher = ros_graph.client.node.create_publisher(Image, "camera/image_raw", 100)
     images = []
     for k in range(80):
         width = 40 + int(round(8 * math.sin(2 * math.pi * k / 16)))
@@ -93,14 +93,14 @@ def test_images_in_forecast_out(node_process, test_node, checkpoint):
     assert 30 <= msg.median[0] <= 50  # a forecast of widths between 32 and 48, in their units
 
 
-def test_battery_and_imu_with_jitter_a_gap_and_bad_values(node_process, test_node, checkpoint):
+def test_battery_and_imu_with_jitter_a_gap_and_bad_values(ros_graph, checkpoint):
     channels = {"battery_voltage": ("battery_state", "sensor_msgs/msg/BatteryState", "voltage"),
                 "accel_z": ("imu", "sensor_msgs/msg/Imu", "linear_acceleration.z")}
-    node_process("forecaster_node",
-                 ros_arguments(parameters=channel_parameters(checkpoint, channels, diagnostics_period_s=0.2)))
-    battery = test_node.collect(Forecast, "forecast/battery_voltage")
-    accel = test_node.collect(Forecast, "forecast/accel_z")
-    diagnostics = test_node.collect(DiagnosticArray, "/diagnostics")
+    ros_graph.start("forecaster_node",
+                    ros_arguments(parameters=channel_parameters(checkpoint, channels, diagnostics_period_s=0.2)))
+    battery = ros_graph.client.collect(Forecast, "forecast/battery_voltage")
+    accel = ros_graph.client.collect(Forecast, "forecast/accel_z")
+    diagnostics = ros_graph.client.collect(DiagnosticArray, "/diagnostics")
     rng = np.random.default_rng(3)
     battery_msgs, imu_msgs = [], []
     gap = range(60, 80)  # 2 s without any message
@@ -120,8 +120,9 @@ def test_battery_and_imu_with_jitter_a_gap_and_bad_values(node_process, test_nod
         imu_msgs.append(i)
     late = BatteryState(voltage=16.0)
     late.header.stamp = stamp_of(T0 + 10 * PERIOD_S)  # long after slot 10 was completed
-    publish_when_matched(test_node.node.create_publisher(BatteryState, "battery_state", 100), battery_msgs + [late])
-    publish_when_matched(test_node.node.create_publisher(Imu, "imu", 100), imu_msgs)
+    publish_when_matched(ros_graph.client.node.create_publisher(BatteryState, "battery_state", 100),
+                         battery_msgs + [late])
+    publish_when_matched(ros_graph.client.node.create_publisher(Imu, "imu", 100), imu_msgs)
 
     assert wait_for(lambda: battery and accel, 60), "no forecasts"
     for msg, channel in ((battery[-1], "battery_voltage"), (accel[-1], "accel_z")):
@@ -145,16 +146,16 @@ def test_battery_and_imu_with_jitter_a_gap_and_bad_values(node_process, test_nod
     ({"period_s": -1.0}, "parameter 'period_s': must be positive"),
     ({"horizonn": 5}, "parameter 'horizonn': unknown parameter"),
 ])
-def test_bad_configuration_fails_at_start_naming_the_parameter(node_process, checkpoint, override, message):
+def test_bad_configuration_fails_at_start_naming_the_parameter(ros_graph, checkpoint, override, message):
     channels = {"battery_voltage": ("battery_state", "sensor_msgs/msg/BatteryState", "voltage")}
-    process = node_process("forecaster_node", ros_arguments(
+    process = ros_graph.start("forecaster_node", ros_arguments(
         parameters={**channel_parameters(checkpoint, channels), **override}), expect_exit=True)
     assert process.process.wait(60) == 2
     import re
     assert re.search(message, process.output()), process.output()
 
 
-def test_checkpoint_with_a_missing_key_names_file_and_key(node_process, checkpoint, tmp_path):
+def test_checkpoint_with_a_missing_key_names_file_and_key(ros_graph, checkpoint, tmp_path):
     import torch
 
     payload = torch.load(checkpoint, weights_only=True)
@@ -163,7 +164,7 @@ def test_checkpoint_with_a_missing_key_names_file_and_key(node_process, checkpoi
     torch.save(payload, broken)
     channels = {"battery_voltage": ("battery_state", "sensor_msgs/msg/BatteryState", "voltage")}
     params = {**channel_parameters(checkpoint, channels), "checkpoint": str(broken)}
-    process = node_process("forecaster_node", ros_arguments(parameters=params), expect_exit=True)
+    process = ros_graph.start("forecaster_node", ros_arguments(parameters=params), expect_exit=True)
     assert process.process.wait(60) == 2
     output = process.output()
     assert "parameter 'checkpoint'" in output and str(broken) in output

@@ -14,13 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from status_support import StatusClient, assert_throttled, log_times_by_cause
+from status_support import assert_throttled, log_times_by_cause
 from support_depth import write_random_depth_checkpoint
 from test_fuzz_image_conv import images
 
+from xlstm_ros.graph.processes import ros_arguments
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.nodes.image_conv import RGB_CONVERTIBLE, ImageConversionError, image_to_numpy, numpy_to_image
-from xlstm_ros.nodes.processes import ros_arguments
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 EARLY_CAUSES = ("unsupported_encoding", "bad_step", "short_data", "empty_image")
@@ -51,11 +51,11 @@ frames = st.lists(st.one_of(images(), st.integers(0, 1000).map(good_frame)), min
 
 
 @pytest.fixture
-def running_node(node_process, test_node, checkpoint):
-    process = node_process("depth_node", ros_arguments(parameters={
+def running_node(ros_graph, checkpoint):
+    process = ros_graph.start("depth_node", ros_arguments(parameters={
         "checkpoint": str(checkpoint), "device": "cpu", "diagnostics_period_s": 0.5}))
-    status = StatusClient(test_node, "depth_node")
-    publisher = test_node.node.create_publisher(Image, "image", qos_profile_sensor_data)
+    status = ros_graph.status("depth_node")
+    publisher = ros_graph.client.node.create_publisher(Image, "image", qos_profile_sensor_data)
     assert status.wait(90) and wait_for(lambda: publisher.get_subscription_count() > 0, 30)
     return process, status, publisher
 

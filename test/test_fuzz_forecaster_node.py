@@ -16,16 +16,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import BatteryState
-from status_support import StatusClient, assert_throttled, log_times_by_cause
+from status_support import assert_throttled, log_times_by_cause
 from std_msgs.msg import Float64, Float64MultiArray
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters, stamp_of
 from xlstm_ros_msgs.msg import Forecast
 
 from xlstm_ros.engines.resample import GridResampler
+from xlstm_ros.graph.processes import ros_arguments
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.models.tirex import TiRexConfig
-from xlstm_ros.nodes.processes import ros_arguments
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 PERIOD_S = 0.1
@@ -77,18 +77,18 @@ def checkpoint(tmp_path_factory):
     return write_random_checkpoint(tmp_path_factory.mktemp("tirex"))
 
 
-def test_hostile_streams_are_accounted_for_exactly(node_process, test_node, checkpoint, ros_domain):
+def test_hostile_streams_are_accounted_for_exactly(ros_graph, checkpoint):
     import rclpy
 
     channels = {**{name: ("/fuzz/battery", "sensor_msgs/msg/BatteryState", path) for name, path in BATTERY.items()},
                 **{name: ("/fuzz/array", "std_msgs/msg/Float64MultiArray", path) for name, path in ARRAY.items()},
                 "accel": ("/fuzz/imu", "sensor_msgs/msg/Imu", "linear_acceleration.z")}
-    process = node_process("forecaster_node", ros_arguments(parameters=channel_parameters(
+    process = ros_graph.start("forecaster_node", ros_arguments(parameters=channel_parameters(
         checkpoint, channels, horizon=8, diagnostics_period_s=0.5)))
-    status = StatusClient(test_node, "forecaster_node")
-    forecasts = test_node.collect(Forecast, "forecast/volt")
-    battery_pub = test_node.node.create_publisher(BatteryState, "/fuzz/battery", 1000)
-    array_pub = test_node.node.create_publisher(Float64MultiArray, "/fuzz/array", 1000)
+    status = ros_graph.status("forecaster_node")
+    forecasts = ros_graph.client.collect(Forecast, "forecast/volt")
+    battery_pub = ros_graph.client.node.create_publisher(BatteryState, "/fuzz/battery", 1000)
+    array_pub = ros_graph.client.node.create_publisher(Float64MultiArray, "/fuzz/array", 1000)
     assert status.wait(90)
     assert wait_for(lambda: battery_pub.get_subscription_count() and array_pub.get_subscription_count(), 30)
 
@@ -155,7 +155,7 @@ def test_hostile_streams_are_accounted_for_exactly(node_process, test_node, chec
 
     # a publisher of another type on a channel's topic: DDS never delivers it, the node reports it
     other = rclpy.context.Context()
-    rclpy.init(context=other, domain_id=ros_domain)
+    rclpy.init(context=other, domain_id=ros_graph.domain_id)
     try:
         stranger = rclpy.create_node("stranger", context=other)
         stranger.create_publisher(Float64, "/fuzz/imu", 10).publish(Float64(data=1.0))

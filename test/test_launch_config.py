@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xlstm_ros.graph.drone import DRONE_NODES, LAUNCH_ARGUMENTS, SHIPPED_CONFIG, default_config, node_arguments
+from xlstm_ros.graph.processes import FASTDDS_PROFILE, fastdds_profile, ros_arguments, ros_environment
 from xlstm_ros.nodes import depth_node, drone_sim_node, forecaster_node
-from xlstm_ros.nodes.graph import DRONE_NODES, LAUNCH_ARGUMENTS, SHIPPED_CONFIG, default_config, node_arguments
-from xlstm_ros.nodes.processes import FASTDDS_PROFILE, fastdds_profile, ros_arguments, ros_environment
 
 REPO = Path(__file__).resolve().parents[1]
 NODE_PARAMS = {"depth_node": depth_node.NODE_PARAMS, "forecaster_node": forecaster_node.NODE_PARAMS}
@@ -161,8 +161,8 @@ def test_drone_config_channels_read_existing_fields():
 @pytest.mark.ros
 @pytest.mark.parametrize("executable, params", [("depth_node", {"colour_map": "turbo"}),
                                                 ("drone_sim_node", {"sed": 1})])
-def test_nodes_refuse_unknown_parameters(node_process, executable, params):
-    process = node_process(executable, ros_arguments(parameters=params), expect_exit=True)
+def test_nodes_refuse_unknown_parameters(ros_graph, executable, params):
+    process = ros_graph.start(executable, ros_arguments(parameters=params), expect_exit=True)
     assert process.process.wait(120) == 2
     assert f"parameter '{next(iter(params))}': unknown parameter" in process.output()
 

@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
-from status_support import StatusClient, rss_mb
+from status_support import rss_mb
 from std_msgs.msg import Float64MultiArray
 from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters
 
+from xlstm_ros.graph.processes import ros_arguments
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.nodes.image_conv import numpy_to_image
-from xlstm_ros.nodes.processes import ros_arguments
-from xlstm_ros.nodes.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 CHANNELS = 200
@@ -35,15 +35,15 @@ def depth_checkpoint(tmp_path_factory):
     return write_random_depth_checkpoint(tmp_path_factory.mktemp("depth"), input_short_side=128)
 
 
-def test_camera_at_60_fps_newest_frame_wins(node_process, test_node, depth_checkpoint):
-    process = node_process("depth_node", ros_arguments(parameters={
+def test_camera_at_60_fps_newest_frame_wins(ros_graph, depth_checkpoint):
+    process = ros_graph.start("depth_node", ros_arguments(parameters={
         "checkpoint": str(depth_checkpoint), "device": "cpu", "publish_colored": False}))
-    status = StatusClient(test_node, "depth_node")
+    status = ros_graph.status("depth_node")
     outputs = []  # (frame index of the depth map, index of the newest frame published when it arrived)
     newest = [-1]
-    test_node.node.create_subscription(Image, "depth", lambda m: outputs.append((m.header.stamp.sec, newest[0])),
-                                       qos_profile_sensor_data)
-    publisher = test_node.node.create_publisher(Image, "image", qos_profile_sensor_data)
+    ros_graph.client.node.create_subscription(Image, "depth", lambda m: outputs.append((m.header.stamp.sec, newest[0])),
+                                              qos_profile_sensor_data)
+    publisher = ros_graph.client.node.create_publisher(Image, "image", qos_profile_sensor_data)
     assert status.wait(90) and wait_for(lambda: publisher.get_subscription_count() > 0, 30)
     rng = np.random.default_rng(0)
     pictures = [numpy_to_image(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8), "rgb8") for _ in range(8)]
@@ -72,15 +72,15 @@ def test_camera_at_60_fps_newest_frame_wins(node_process, test_node, depth_check
     assert statistics.median(lags[-third:]) <= 2 * statistics.median(lags[:third]) + 3, lags
 
 
-def test_200_channels_at_200_hz_lose_nothing_and_memory_stays_flat(node_process, test_node, tmp_path):
+def test_200_channels_at_200_hz_lose_nothing_and_memory_stays_flat(ros_graph, tmp_path):
     checkpoint = write_random_checkpoint(tmp_path / "tirex")
     channels = {f"c{i:03d}": ("/many", "std_msgs/msg/Float64MultiArray", f"data[{i}]") for i in range(CHANNELS)}
-    process = node_process("forecaster_node", ros_arguments(parameters=channel_parameters(
+    process = ros_graph.start("forecaster_node", ros_arguments(parameters=channel_parameters(
         checkpoint, channels, horizon=16, forecast_rate_hz=2.0, qos_reliability="reliable",
         qos_history="keep_all")))
-    status = StatusClient(test_node, "forecaster_node")
+    status = ros_graph.status("forecaster_node")
     qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
-    publisher = test_node.node.create_publisher(Float64MultiArray, "/many", qos)
+    publisher = ros_graph.client.node.create_publisher(Float64MultiArray, "/many", qos)
     assert status.wait(120) and wait_for(lambda: publisher.get_subscription_count() > 0, 30)
 
     rate_hz, phase_s = 200.0, 4.0

@@ -9,12 +9,12 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from sensor_msgs.msg import BatteryState, Image, Imu, Temperature
 from support_tirex import write_random_checkpoint
 
+from xlstm_ros.demo.play import PlayOptions, run_play
+from xlstm_ros.graph.bags import read_messages, typestore_with_our_messages
+from xlstm_ros.graph.drone import default_config
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import vil_config
-from xlstm_ros.nodes.bags import read_messages, typestore_with_our_messages
-from xlstm_ros.nodes.graph import default_config
 from xlstm_ros.nodes.image_conv import numpy_to_image
-from xlstm_ros.nodes.play import PlayOptions, run_play
 
 pytestmark = pytest.mark.ros
 T0 = 1_750_000_000

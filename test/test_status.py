@@ -12,16 +12,16 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import BatteryState, Image
-from status_support import StatusClient, node_in_process
+from status_support import node_in_process
 from support_depth import write_random_depth_checkpoint
 from support_tirex import write_random_checkpoint
 from test_forecaster_node import channel_parameters, stamp_of
 from xlstm_ros_msgs.msg import Anomaly, NodeStatus
 
+from xlstm_ros.graph.spinning import wait_for
 from xlstm_ros.models.depth import RELATIVE
 from xlstm_ros.nodes.diagnostics import NodeHealth, PublicationGaps, RateMeter, flatten
 from xlstm_ros.nodes.image_conv import numpy_to_image
-from xlstm_ros.nodes.spinning import wait_for
 
 T0 = 1_700_000_000.0
 LATCHED = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -79,15 +79,15 @@ def depth_checkpoint(tmp_path_factory):
 
 
 @pytest.mark.ros
-def test_forecaster_status_topic_service_and_diagnostics(ros_context, test_node, tirex_checkpoint):
+def test_forecaster_status_topic_service_and_diagnostics(ros_graph, tirex_checkpoint):
     from xlstm_ros.nodes.forecaster_node import ForecasterNode
 
     channels = {"battery_voltage": ("battery_state", "sensor_msgs/msg/BatteryState", "voltage")}
     params = channel_parameters(tirex_checkpoint, channels, forecast_rate_hz=10.0, diagnostics_period_s=0.2)
-    anomalies = test_node.collect(Anomaly, "anomalies")
-    diagnostics = test_node.collect(DiagnosticArray, "/diagnostics")
-    with node_in_process(ForecasterNode, ros_context, params):
-        publisher = test_node.node.create_publisher(BatteryState, "battery_state", 200)
+    anomalies = ros_graph.client.collect(Anomaly, "anomalies")
+    diagnostics = ros_graph.client.collect(DiagnosticArray, "/diagnostics")
+    with node_in_process(ForecasterNode, ros_graph.context, params):
+        publisher = ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200)
         assert wait_for(lambda: publisher.get_subscription_count() > 0, 30)
         for k in range(120):
             voltage = 1e6 if k == 100 else (math.nan if k == 50 else 16.0 + 0.1 * math.sin(k / 4))
@@ -96,7 +96,7 @@ def test_forecaster_status_topic_service_and_diagnostics(ros_context, test_node,
             publisher.publish(msg)
             if k in (95, 99):  # let forecasts for the slots ahead of the spike be made
                 time.sleep(0.5)
-        status = StatusClient(test_node, "forecaster_node")
+        status = ros_graph.status("forecaster_node")
         assert status.wait(30)
         report = status.wait_until(lambda r: r["counts"].get("anomalies.battery_voltage", 0) >= 1, 30)
 
@@ -113,7 +113,7 @@ def test_forecaster_status_topic_service_and_diagnostics(ros_context, test_node,
         assert report["level"] in ("ok", "warn", "error") and report["uptime_s"] > 0
 
         late = []  # a subscriber that comes after the node published: transient local hands it the latest
-        test_node.node.create_subscription(NodeStatus, "/forecaster_node/status", late.append, LATCHED)
+        ros_graph.client.node.create_subscription(NodeStatus, "/forecaster_node/status", late.append, LATCHED)
         assert wait_for(lambda: late, 10)
         assert late[0].node == "/forecaster_node" and late[0].device == "cpu" and late[0].backend == "torch"
         assert json.loads(late[0].json)["samples"]["received"] <= 120
@@ -132,12 +132,12 @@ def test_forecaster_status_topic_service_and_diagnostics(ros_context, test_node,
 
 
 @pytest.mark.ros
-def test_depth_status_reports_frames_latency_and_drops(ros_context, test_node, depth_checkpoint):
+def test_depth_status_reports_frames_latency_and_drops(ros_graph, depth_checkpoint):
     from xlstm_ros.nodes.depth_node import DepthNode
 
-    depth_maps = test_node.collect(Image, "depth", qos_profile_sensor_data)
-    with node_in_process(DepthNode, ros_context, {"checkpoint": str(depth_checkpoint), "device": "cpu"}):
-        publisher = test_node.node.create_publisher(Image, "image", qos_profile_sensor_data)
+    depth_maps = ros_graph.client.collect(Image, "depth", qos_profile_sensor_data)
+    with node_in_process(DepthNode, ros_graph.context, {"checkpoint": str(depth_checkpoint), "device": "cpu"}):
+        publisher = ros_graph.client.node.create_publisher(Image, "image", qos_profile_sensor_data)
         assert wait_for(lambda: publisher.get_subscription_count() > 0, 30)
         frame = numpy_to_image(np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8), "rgb8")
         broken = numpy_to_image(np.zeros((24, 32, 3), np.uint8), "rgb8")
@@ -146,7 +146,7 @@ def test_depth_status_reports_frames_latency_and_drops(ros_context, test_node, d
             publisher.publish(frame)
             wait_for(lambda: depth_maps, 2)
         publisher.publish(broken)
-        status = StatusClient(test_node, "depth_node")
+        status = ros_graph.status("depth_node")
         assert status.wait(30)
         report = status.wait_until(lambda r: r["drops"].get("bad_step") == 1 and r["frames"]["processed"] >= 1
                                    and r["frames"]["pending"] == 0, 30)

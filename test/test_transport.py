@@ -10,8 +10,8 @@ import pytest
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from xlstm_ros.nodes.processes import ros_environment
-from xlstm_ros.nodes.spinning import wait_for
+from xlstm_ros.graph.processes import ros_environment
+from xlstm_ros.graph.spinning import wait_for
 
 pytestmark = pytest.mark.ros
 FRAMES = 30
@@ -38,9 +38,9 @@ time.sleep(1.0)
 """
 
 
-def test_depth_map_sized_frames_arrive_whole(test_node, ros_domain, tmp_path):
-    received = test_node.collect(Image, "frames", qos_profile_sensor_data)
-    env = ros_environment(ros_domain, tmp_path / "ros_log")
+def test_depth_map_sized_frames_arrive_whole(ros_graph, tmp_path):
+    received = ros_graph.client.collect(Image, "frames", qos_profile_sensor_data)
+    env = ros_environment(ros_graph.domain_id, tmp_path / "ros_log")
     source = subprocess.Popen([sys.executable, "-c", PUBLISHER], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     try:

@@ -103,7 +103,7 @@ def _run_depth(args) -> int:
 # ----------------------------------------------------------------------------------------- demo, play
 
 def _add_demo(sub) -> None:
-    from xlstm_ros.nodes.demo import DemoOptions
+    from xlstm_ros.demo.run import DemoOptions
 
     defaults = DemoOptions()
     p = sub.add_parser("demo", help="fly the synthetic drone through the real nodes (the README's first command)")
@@ -121,7 +121,7 @@ def _add_demo(sub) -> None:
 
 
 def _run_demo(args) -> int:
-    from xlstm_ros.nodes.demo import DemoOptions, run_demo
+    from xlstm_ros.demo.run import DemoOptions, run_demo
 
     run_demo(DemoOptions(out_dir=args.out, duration_s=args.duration, fps=args.fps, height=args.size[0],
                          width=args.size[1], seed=args.seed, scene_kind=args.scene, rate=args.rate,
@@ -131,7 +131,7 @@ def _run_demo(args) -> int:
 
 
 def _add_play(sub) -> None:
-    from xlstm_ros.nodes.graph import LAUNCH_ARGUMENTS
+    from xlstm_ros.graph.drone import LAUNCH_ARGUMENTS
 
     p = sub.add_parser("play", help="replay a bag through the depth and forecaster nodes",
                        description="Starts both nodes (drone graph) with their inputs remapped to the bag's topics "
@@ -149,7 +149,7 @@ def _add_play(sub) -> None:
 
 
 def _run_play(args) -> int:
-    from xlstm_ros.nodes.play import PlayOptions, run_play
+    from xlstm_ros.demo.play import PlayOptions, run_play
 
     inputs = {key[len("input_"):]: value for key, value in vars(args).items() if key.startswith("input_")}
     counts = run_play(PlayOptions(bag=args.bag, config=args.config, rate=args.rate, inputs=inputs,

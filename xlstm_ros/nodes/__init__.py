@@ -1,1 +1,1 @@
-"""ROS 2 faces of xlstm_ros: thin node adapters around the engines (the only place rclpy is imported)."""
+"""ROS 2 nodes of xlstm_ros: one node per file, thin adapters around the engines, and their ROS helpers."""

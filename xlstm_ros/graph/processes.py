@@ -1,11 +1,10 @@
 """Start xlstm_ros nodes as their own processes, through their console entry points, on a private domain.
 
-Used by the demo, `xlstm-ros play`, the benchmarks and the tests. Every process gets the environment that
-research/ros2.md asks for: discovery limited to this machine, a ROS_DOMAIN_ID reserved for this run (a
-file lock, so concurrent runs on one machine never share a domain), logs in a folder we choose, and an
-AMENT_PREFIX_PATH that contains this interpreter's prefix (where pip installed the package and messages),
-and, for Fast DDS, the package's participant profile with shared-memory segments big enough for whole
-camera frames (config/fastdds_large_shm.xml). This module does not import rclpy.
+Every process gets discovery limited to this machine, a ROS_DOMAIN_ID reserved for this run (a file lock,
+so concurrent runs on one machine never share a domain), logs in a folder we choose, an AMENT_PREFIX_PATH
+that contains this interpreter's prefix (where pip installed the package and messages), and, for Fast DDS,
+the package's participant profile with shared-memory segments big enough for whole camera frames
+(config/fastdds_large_shm.xml). This module does not import rclpy, so the CLI and launch files can use it.
 """
 from __future__ import annotations
 
@@ -17,9 +16,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable, Iterator, Mapping
 
 FASTDDS_PROFILE = "fastdds_large_shm.xml"  # in share/xlstm_ros/config
 MAX_DOMAIN_ID = 101  # FastDDS: domain ids 0..101 on Linux (ports derive from the id)
@@ -108,9 +108,17 @@ def fastdds_profile() -> Path | None:
     return path if path.is_file() else None
 
 
-def adopt_ros_environment(domain_id: int, log_dir: str | os.PathLike | None = None) -> None:
-    """Apply ros_environment to this process (before rclpy.init): its own nodes follow the same rules."""
+@contextmanager
+def adopted_ros_environment(domain_id: int, log_dir: str | os.PathLike | None = None) -> Iterator[None]:
+    """Apply ros_environment to this process (before rclpy.init), so that its own nodes follow the same
+    rules; the previous environment comes back when the block ends."""
+    previous = dict(os.environ)
     os.environ.update(ros_environment(domain_id, log_dir))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
 
 
 def entry_point(name: str) -> str:
@@ -151,22 +159,32 @@ def _yaml_literal(value: object) -> str:
 
 @dataclass
 class NodeProcess:
-    """A running node process whose stdout/stderr go to `log_path`."""
+    """A running node process whose stdout/stderr go to `log_path`.
+
+    `expect_exit` marks a process that may end by itself (a finite flight, a start-up error under test);
+    any other that ends before someone calls `stop` has crashed."""
 
     executable: str
     args: list[str]
     log_path: Path
     process: subprocess.Popen = field(repr=False)
+    expect_exit: bool = False
+    stopped: bool = False
 
     @property
     def running(self) -> bool:
         return self.process.poll() is None
+
+    @property
+    def crashed(self) -> bool:
+        return not (self.running or self.stopped or self.expect_exit)
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout_s: float = 10.0) -> int:
         """SIGINT (clean rclpy shutdown), then SIGKILL after `timeout_s`; returns the exit code."""
+        self.stopped = True
         if self.running:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -178,13 +196,22 @@ class NodeProcess:
 
 
 def start_node(executable: str, *, domain_id: int, log_dir: str | os.PathLike, args: Iterable[str] = (),
-               env: Mapping[str, str] | None = None) -> NodeProcess:
-    """Start an installed node entry point with `args` in its own process on `domain_id`."""
+               env: Mapping[str, str] | None = None, expect_exit: bool = False) -> NodeProcess:
+    """Start an installed node entry point with `args` in its own process on `domain_id`; its output goes
+    to log_dir/<executable>.log (<executable>.2.log and so on when it is started again)."""
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{executable}.log"
+    log_path = _new_log_path(log_dir, executable)
     command = [entry_point(executable), *args]
-    with open(log_path, "ab") as log:
+    with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=ros_environment(domain_id, log_dir / "ros", base=env))
-    return NodeProcess(executable, list(args), log_path, process)
+    return NodeProcess(executable, list(args), log_path, process, expect_exit)
+
+
+def _new_log_path(log_dir: Path, executable: str) -> Path:
+    path, start = log_dir / f"{executable}.log", 1
+    while path.exists():
+        start += 1
+        path = log_dir / f"{executable}.{start}.log"
+    return path

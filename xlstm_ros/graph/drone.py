@@ -1,8 +1,8 @@
 """The drone graph: which nodes run, with which parameter file, and which inputs are launch arguments.
 
 launch/drone.launch.py builds its nodes from this description, launch/drone.launch.xml spells the same
-graph out in XML (a test checks they agree), and the demo and `xlstm-ros play` start the same executables
-with the same parameter file through `node_arguments`.
+graph out in XML (a test checks they agree), and the demo, `xlstm-ros play` and the soak start the same
+executables with the same parameter file through `drone_graph`. This module does not import rclpy.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from xlstm_ros.nodes.processes import ros_arguments, share_directory
+from xlstm_ros.graph.processes import ros_arguments, share_directory
 
 
 @dataclass(frozen=True)
@@ -70,3 +70,22 @@ def node_arguments(spec: NodeSpec, config: str | Path, values: Mapping[str, str]
     extra = dict(parameters or {})
     extra.setdefault("use_sim_time", chosen["use_sim_time"].lower() == "true")
     return ros_arguments([config], extra, remappings)
+
+
+def drone_graph(config: str | Path, values: Mapping[str, str] | None = None,
+                parameters: Mapping[str, Mapping[str, object]] | None = None) -> dict[str, list[str]]:
+    """{executable: --ros-args} of every node of the drone graph, for `running(nodes=...)`: launch argument
+    `values` and extra `parameters` per executable on top of the parameter file `config`."""
+    return {spec.executable: node_arguments(spec, config, values, (parameters or {}).get(spec.executable))
+            for spec in DRONE_NODES}
+
+
+def forecast_topics(config: str | Path) -> dict[str, str]:
+    """{topic: type} of the forecasts that the forecaster_node of the parameter file `config` publishes."""
+    import yaml  # here: `xlstm-ros --help` reads LAUNCH_ARGUMENTS from this module
+
+    for key, value in yaml.safe_load(Path(config).read_text()).items():
+        if key.endswith("forecaster_node"):
+            return {f"/forecast/{name}": "xlstm_ros_msgs/msg/Forecast"
+                    for name in value["ros__parameters"].get("channels", [])}
+    return {}

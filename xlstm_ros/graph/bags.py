@@ -19,8 +19,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
+from xlstm_ros.graph.processes import share_directory
 from xlstm_ros.nodes.fields import import_message_type
-from xlstm_ros.nodes.processes import share_directory
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 

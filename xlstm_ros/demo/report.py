@@ -22,10 +22,10 @@ import numpy as np
 from xlstm_ros.engines.depth_outputs import colorize
 from xlstm_ros.engines.plots import fan_chart_grid
 from xlstm_ros.engines.resample import GridResampler
-from xlstm_ros.models.depth import METRIC, RELATIVE
-from xlstm_ros.nodes.bags import read_messages
-from xlstm_ros.nodes.image_conv import image_to_numpy
+from xlstm_ros.graph.bags import read_messages
 from xlstm_ros.metrics import relative_depth_metrics
+from xlstm_ros.models.depth import METRIC, RELATIVE
+from xlstm_ros.nodes.image_conv import image_to_numpy
 from xlstm_ros.sim.flight import DroneFlight
 
 SENSOR_TOPICS = {"battery_voltage": ("/battery_state", lambda m: m.voltage),

@@ -1,7 +1,7 @@
 """An rclpy node spun by a background thread, and polling until something has arrived.
 
-For programs that drive node processes from outside and watch what they publish: the benchmarks and the
-tests. The caller's thread stays free to publish and measure while the executor thread delivers messages.
+The client node of a running graph (xlstm_ros.graph.running): the caller's thread stays free to publish,
+play a bag or measure while the executor thread delivers messages.
 """
 from __future__ import annotations
 
