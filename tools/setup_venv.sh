@@ -85,6 +85,7 @@ for req in requirements/base.txt "$@"; do pip_requirements "$req"; done
 # The package itself: builds msg/ (CMake + rosidl) and installs nodes, messages, launch and config.
 export AMENT_PREFIX_PATH="$(cd "$VENV" && pwd)${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 log "pip install . (package and messages)"
+rm -rf build/lib.* build/bdist.*   # setuptools would install stale copies of moved or deleted modules from there
 flock "$STAMPS/install.lock" "$VENV/bin/pip" install -q --disable-pip-version-check \
     --no-build-isolation --no-deps --force-reinstall .
 log "ready: $VENV"
