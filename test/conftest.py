@@ -25,6 +25,18 @@ def _use_the_package_fastdds_profile() -> None:
 _use_the_package_fastdds_profile()
 
 
+def _import_triton_before_any_gl_context() -> None:
+    """Mesa's llvmpipe and Triton each load their own LLVM: importing Triton after a GL context exists in the
+    process crashes it, so the session imports Triton first and the order of the tests does not matter."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
+_import_triton_before_any_gl_context()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():
     """Tests use small tensors: one intra-op thread is faster than two fighting over a busy 2-core machine

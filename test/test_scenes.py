@@ -1,4 +1,5 @@
-"""Procedural scene renderer: determinism, metric depth on analytic scenes, sky, intrinsics, datasets."""
+"""Procedural scene renderer: determinism, metric depth on analytic scenes, sky, intrinsics, the depth ranges
+and camera variety of every kind, datasets."""
 from __future__ import annotations
 
 import math
@@ -7,9 +8,11 @@ import numpy as np
 import pytest
 
 from xlstm_ros.sim import scenes
-from xlstm_ros.sim.scenes import (Camera, FlightPath, Lighting, Material, MeshBuilder, Pattern, Renderer,
-                                    RendererError, Scene, SceneConfig, SceneDataset, depth_from_window_z,
-                                    flight, flight_cameras, make_dataset, random_camera)
+from xlstm_ros.sim.scenes import (Camera, FlightPath, Interior, Lighting, Material, MeshBuilder, Pattern, Renderer,
+                                  RendererError, Scene, SceneConfig, SceneDataset, depth_from_window_z, flight,
+                                  flight_cameras, make_dataset, random_camera)
+from xlstm_ros.sim.scenes.dataset import FORMAT_VERSION
+from xlstm_ros.sim.scenes.terrain import Terrain
 
 WIDTH, HEIGHT = 96, 72
 NEAR_M, FAR_M = 0.1, 4000.0
@@ -155,6 +158,84 @@ def test_every_kind_is_textured_lit_and_collision_free(renderer, kind):
         assert frame.depth_m.min() > 0.3                               # the camera is not inside anything
 
 
+@pytest.mark.parametrize("kind", scenes.KINDS)
+def test_every_kind_is_the_same_for_the_same_seed(renderer, kind):
+    config = kind_config(kind)
+    first, again = Scene.random(5, config), Scene.random(5, config)
+    assert np.array_equal(first.vertices, again.vertices) and first.lighting == again.lighting
+    cameras = [random_camera(scene, np.random.default_rng(9), config) for scene in (first, again)]
+    assert cameras[0] == cameras[1]
+    frames = [renderer.render(scene, camera) for scene, camera in zip((first, again), cameras)]
+    assert np.array_equal(frames[0].rgb, frames[1].rgb) and np.array_equal(frames[0].depth_m, frames[1].depth_m)
+    assert not np.array_equal(Scene.random(6, config).vertices, first.vertices)
+
+
+def test_rooms_are_closed_and_seen_from_indoor_distances_closeups_from_nearer(renderer):
+    medians = {}
+    for kind in ("room", "closeup"):
+        config = kind_config(kind)
+        medians[kind] = []
+        for seed in range(8):
+            scene = Scene.random(seed, config)
+            assert scene.interior is not None and len(scene.interior.focus_points) > 0
+            frame = renderer.render(scene, random_camera(scene, np.random.default_rng(seed), config))
+            assert frame.valid.all()                                   # walls, floor and ceiling all round
+            assert 0.2 < frame.depth_m.min() and frame.depth_m.max() < 12.0
+            medians[kind].append(float(np.median(frame.depth_m)))
+    assert 0.8 < np.median(medians["room"]) < 4.0
+    assert 0.3 < np.median(medians["closeup"]) < 1.5
+    assert np.median(medians["closeup"]) < np.median(medians["room"])
+
+
+def test_terrain_is_seen_from_above_the_tree_tops_down_to_straight_down(renderer):
+    config = kind_config("terrain")
+    pitches = []
+    for seed in range(6):
+        scene = Scene.random(seed, config)
+        camera = random_camera(scene, np.random.default_rng(seed), config)
+        frame = renderer.render(scene, camera)
+        assert frame.depth_m[frame.valid].min() > 3.0 and frame.valid.mean() > 0.3
+        pitches.append(math.degrees(camera.pitch_rad))
+    assert min(pitches) >= config.aerial_pitch_deg[0] and max(pitches) > 60.0
+
+
+def test_views_vary_in_height_pitch_roll_and_field_of_view():
+    cameras = []
+    for kind in scenes.KINDS:
+        config = kind_config(kind)
+        for seed in range(8):
+            cameras.append(random_camera(Scene.random(seed, config), np.random.default_rng(seed), config))
+    height = np.array([c.position_m[2] for c in cameras])
+    pitch, roll = np.degrees([c.pitch_rad for c in cameras]), np.degrees([c.roll_rad for c in cameras])
+    fov = np.array([c.fov_deg for c in cameras])
+    assert height.min() < 1.0 and height.max() > 30.0
+    assert pitch.min() < 0.0 and pitch.max() > 70.0 and pitch.std() > 15.0
+    assert roll.min() < -5.0 and roll.max() > 5.0
+    assert fov.min() < 55.0 and fov.max() > 85.0
+
+
+def test_gable_roof_and_terrain_meshes_have_their_analytic_heights(renderer):
+    land = Terrain.random(np.random.default_rng(0), relief_m=30.0)
+    builder = MeshBuilder()
+    base = float(land.height(np.zeros(2))) + 3.0
+    builder.prism((0.0, 0.0), base, (8.0, 6.0, 2.0), 0.4, GREY)   # its ridge 2 m above base, along yaw 0.4
+    land.add_to(builder, 96, GREY, 2000.0)
+    above = Camera((0.0, 0.0, base + 40.0), 0.0, math.radians(90.0), 0.0, fov_deg=20.0)
+    frame = renderer.render(analytic_scene(builder), above)
+    centre = frame.depth_m[HEIGHT // 2 - 1:HEIGHT // 2 + 1, WIDTH // 2 - 1:WIDTH // 2 + 1]
+    np.testing.assert_allclose(centre, 40.0 - 2.0, atol=0.1)
+    off_roof = Camera((200.0, -120.0, 300.0), 0.0, math.radians(90.0), 0.0, fov_deg=5.0)
+    depth = renderer.render(analytic_scene(builder), off_roof).depth_m[HEIGHT // 2, WIDTH // 2]
+    assert depth == pytest.approx(300.0 - float(land.height(np.array([200.0, -120.0]))), abs=0.3)
+
+
+def test_interior_clearance_is_the_distance_to_the_nearest_obstacle_or_wall():
+    interior = Interior((-2.0, -2.0, 0.0), (2.0, 2.0, 3.0), np.array([[0.5, 0.5, 0.0, 1.0, 1.0, 1.0]]))
+    np.testing.assert_allclose(interior.clearance(np.array([[0.0, 0.0, 1.0], [0.75, 0.75, 2.0], [-1.9, 0.0, 1.5],
+                                                             [0.75, 0.75, 0.5]])),
+                               [math.sqrt(0.5), 1.0, 0.1, 0.0])
+
+
 def test_flight_is_smooth_deterministic_and_stays_clear_of_objects(renderer):
     fps, n_frames = 10.0, 12
     frames = list(flight(21, n_frames, fps, WIDTH, HEIGHT, renderer=renderer))
@@ -177,7 +258,7 @@ def test_dataset_round_trip_resumes_and_refuses_other_parameters(tmp_path):
                         progress=lambda done, total: calls.append((done, total)))
     assert calls == [(2, 5), (4, 5), (5, 5)]
     dataset = SceneDataset(root)
-    assert len(dataset) == 5
+    assert len(dataset) == 5 and dataset.manifest["format"] == FORMAT_VERSION
     rgb, depth_m = dataset[4]
     assert rgb.shape == (24, 32, 3) and rgb.dtype == np.uint8
     assert depth_m.shape == (24, 32) and depth_m.dtype == np.float32 and (depth_m > 0).all()
@@ -236,3 +317,11 @@ def test_flights_longer_than_the_path_slow_down_instead_of_failing(seed, duratio
     travelled = sum(np.linalg.norm(np.subtract(b.position_m[:2], a.position_m[:2]))
                     for a, b in zip(cameras, cameras[1:]))
     assert travelled <= scene.path.length_m * 1.5
+
+
+def test_render_dataset_renders_in_a_child_with_the_given_kinds_and_reuses_a_complete_cache(tmp_path):
+    config = kind_config("closeup")
+    root = scenes.render_dataset(tmp_path / "data", 2, 4, (24, 32), config)
+    assert SceneDataset(root).manifest["config"]["kinds"] == ["closeup"]
+    assert scenes.dataset._dataset_complete(root, 2, 4, (24, 32), config)
+    assert not scenes.dataset._dataset_complete(root, 2, 4, (24, 32), kind_config("room"))

@@ -7,7 +7,8 @@ delta1 = fraction of max(d' / d, d / d') < 1.25, with d = 1 / t; both are averag
 flip the prediction (s < 0); `positive_scale` is the share of images where it did not.
 
 Sets:
-* "synthetic": held-out frames rendered by make_dataset with seed SYNTHETIC_SEED. A dataset's scenes are
+* "synthetic": held-out frames rendered by make_dataset with seed SYNTHETIC_SEED, every scene kind equally
+  often (or the kinds asked for: `synthetic_kinds`). A dataset's scenes are
   seeded from SeedSequence([dataset seed, "scene", frame]) with 62-bit draws, so frames of two dataset seeds
   come from different scenes (a collision has probability below 1e-10), and an evaluation refuses a
   checkpoint whose training data used SYNTHETIC_SEED. Pixels count when their depth is in (1 mm, 80 m]:
@@ -38,7 +39,8 @@ from xlstm_ros.models.depth import METRIC, load_depth_checkpoint
 from xlstm_ros.eval.aloe import ALOE_DIR, AloeMissingError, load_aloe
 from xlstm_ros.metrics import relative_depth_metrics
 from xlstm_ros.options import option, parse_config, parse_names, parse_size
-from xlstm_ros.sim.scenes import SceneDataset, render_dataset
+from xlstm_ros.sim.scenes import KINDS, SceneConfig, SceneDataset, render_dataset
+from xlstm_ros.sim.scenes.dataset import FORMAT_VERSION
 
 SETS = ("synthetic", "aloe")
 SYNTHETIC_SEED = 424_242
@@ -68,11 +70,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "xlstm_ros" / "scenes"
 
 
-def synthetic_items(n: int, seed: int, size: tuple[int, int],
-                    cache_dir: str | os.PathLike | None = None) -> Iterator[EvalItem]:
-    """Held-out rendered frames (made once into the cache); pixels with depth in (MIN_DEPTH_M, cap] count."""
-    root = Path(cache_dir or default_cache_dir()) / f"depth_eval_seed{seed}_n{n}_{size[0]}x{size[1]}"
-    dataset = SceneDataset(render_dataset(root, n, seed, size))
+def synthetic_items(n: int, seed: int, size: tuple[int, int], cache_dir: str | os.PathLike | None = None,
+                    kinds: Sequence[str] = KINDS) -> Iterator[EvalItem]:
+    """Held-out rendered frames of scene `kinds`, drawn equally often (made once into the cache); pixels with
+    depth in (MIN_DEPTH_M, cap] count."""
+    config = SceneConfig(kinds=tuple(kinds), kind_weights=(1.0,) * len(kinds))
+    name = f"depth_eval_v{FORMAT_VERSION}_{'-'.join(kinds)}_seed{seed}_n{n}_{size[0]}x{size[1]}"
+    dataset = SceneDataset(render_dataset(Path(cache_dir or default_cache_dir()) / name, n, seed, size, config))
     for index in range(len(dataset)):
         rgb, depth_m = dataset[index]
         mask = np.isfinite(depth_m) & (depth_m > MIN_DEPTH_M) & (depth_m <= SYNTHETIC_DEPTH_CAP_M)
@@ -123,6 +127,7 @@ def score_set(estimator: DepthEstimator, items: Iterator[EvalItem], batch_size: 
 def evaluate_depth(checkpoint_or_estimator: str | os.PathLike | DepthEstimator | None = None,
                    sets: Sequence[str] = SETS, *, n_synthetic: int = SYNTHETIC_FRAMES,
                    synthetic_seed: int = SYNTHETIC_SEED, synthetic_size: tuple[int, int] = SYNTHETIC_SIZE,
+                   synthetic_kinds: Sequence[str] = KINDS,
                    cache_dir: str | os.PathLike | None = None, aloe_dir: str | os.PathLike = ALOE_DIR,
                    device: str = "auto", batch_size: int = 8,
                    out_dir: str | os.PathLike | None = None) -> dict:
@@ -149,10 +154,11 @@ def evaluate_depth(checkpoint_or_estimator: str | os.PathLike | DepthEstimator |
         raise ValueError(f"{name} was trained on scenes of seed {train_seed}, the held-out evaluation seed; "
                          "pass another synthetic_seed")
     loaders: dict[str, Callable[[], Iterator[EvalItem]]] = {
-        "synthetic": lambda: synthetic_items(n_synthetic, synthetic_seed, synthetic_size, cache_dir),
+        "synthetic": lambda: synthetic_items(n_synthetic, synthetic_seed, synthetic_size, cache_dir, synthetic_kinds),
         "aloe": lambda: aloe_items(aloe_dir)}
     descriptions = {
-        "synthetic": {"seed": synthetic_seed, "size": list(synthetic_size), "depth_cap_m": SYNTHETIC_DEPTH_CAP_M},
+        "synthetic": {"seed": synthetic_seed, "size": list(synthetic_size), "kinds": list(synthetic_kinds),
+                      "scene_format": FORMAT_VERSION, "depth_cap_m": SYNTHETIC_DEPTH_CAP_M},
         "aloe": {"source": str(Path(aloe_dir) / "aloeL.jpg"), "depth_cap": "farthest ground-truth point"}}
     results = {}
     for set_name in sets:
@@ -214,6 +220,8 @@ class DepthEvalOptions:
     n_synthetic: int = option(SYNTHETIC_FRAMES, "held-out rendered frames")
     synthetic_seed: int = option(SYNTHETIC_SEED, "seed of the held-out scenes")
     synthetic_size: tuple[int, int] = option(SYNTHETIC_SIZE, "rendered HxW", parse=parse_size, metavar="HxW")
+    synthetic_kinds: tuple[str, ...] = option(KINDS, f"comma-separated scene kinds of the held-out frames "
+                                              f"({', '.join(KINDS)})", parse=parse_names)
     cache_dir: str | None = option(None, "rendered scene cache (default ~/.cache/xlstm_ros/scenes)")
     aloe_dir: str = option(str(ALOE_DIR), "folder with aloeL.jpg and aloeGT.png")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
@@ -227,6 +235,7 @@ def run(options: DepthEvalOptions) -> dict:
         torch.set_num_threads(options.threads)
     result = evaluate_depth(options.checkpoint, options.sets, n_synthetic=options.n_synthetic,
                             synthetic_seed=options.synthetic_seed, synthetic_size=options.synthetic_size,
+                            synthetic_kinds=options.synthetic_kinds,
                             cache_dir=options.cache_dir, aloe_dir=options.aloe_dir, device=options.device,
                             out_dir=options.out_dir)
     print(markdown_report(result))

@@ -29,7 +29,7 @@ class DroneFlight:
 
 
 def scene_of_kind(kind: str) -> SceneConfig:
-    """The default scene ranges restricted to one scene kind (street, field or corridor)."""
+    """The default scene ranges restricted to one scene kind (one of scenes.KINDS)."""
     return SceneConfig(kinds=(kind,), kind_weights=(1.0,))
 
 

@@ -24,7 +24,7 @@ from .motion import flight_cameras, random_camera
 from .renderer import Frame, Renderer
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CLIP_FPS = 10.0
 
 
@@ -68,8 +68,9 @@ def make_dataset(out_dir: str | os.PathLike, n: int, seed: int, size: tuple[int,
 
     Each shard `shard_NNNNN.npz` holds rgb (k, H, W, 3) uint8, depth_m (k, H, W) float32 (camera z-depth,
     +inf = sky), K (k, 3, 3) float32 and index (k,) int64. Consecutive runs of clip_len frames come from
-    one scene: clip_len = 1 gives independent random views, more gives a flight at CLIP_FPS.
-    `progress(frames_done, n)` is called after each shard.
+    one scene: clip_len = 1 gives independent random views, more gives a flight at CLIP_FPS. The manifest
+    records where the photo textures came from (null: procedural only), so that a resumed run cannot mix
+    frames with and without them. `progress(frames_done, n)` is called after each shard.
     """
     height, width = size
     for name, value in (("n", n), ("shard_size", shard_size), ("clip_len", clip_len), ("height", height),
@@ -80,13 +81,13 @@ def make_dataset(out_dir: str | os.PathLike, n: int, seed: int, size: tuple[int,
         raise ValueError(f"make_dataset seed={seed!r}: must be a non-negative integer")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = {"format": FORMAT_VERSION, "n": int(n), "seed": int(seed), "height": int(height),
-                "width": int(width), "shard_size": int(shard_size), "clip_len": int(clip_len),
-                "config": dataclasses.asdict(config)}
-    manifest = json.loads(json.dumps(manifest))   # tuples as lists, as they read back
-    _write_or_check_manifest(out_dir / MANIFEST, manifest)
     n_shards = -(-n // shard_size)
     with Renderer(width, height) as renderer:
+        manifest = {"format": FORMAT_VERSION, "n": int(n), "seed": int(seed), "height": int(height),
+                    "width": int(width), "shard_size": int(shard_size), "clip_len": int(clip_len),
+                    "config": dataclasses.asdict(config), "photo_textures": renderer.photo_source}
+        manifest = json.loads(json.dumps(manifest))   # tuples as lists, as they read back
+        _write_or_check_manifest(out_dir / MANIFEST, manifest)
         scene = None
         for shard in range(n_shards):
             path = out_dir / f"shard_{shard:05d}.npz"
@@ -170,28 +171,32 @@ def _report_rendering(done: int, total: int, root: str) -> None:
     print(f"scenes: {done}/{total} frames in {root}", flush=True)
 
 
-def _dataset_complete(root: Path, n: int, seed: int, size: tuple[int, int]) -> bool:
-    """True when `root` holds all n frames of (seed, size), so that no renderer needs to start."""
+def _dataset_complete(root: Path, n: int, seed: int, size: tuple[int, int], config: SceneConfig) -> bool:
+    """True when `root` holds all n frames of (seed, size, config), so that no renderer needs to start."""
     try:
         manifest = SceneDataset(root).manifest
     except (FileNotFoundError, ValueError):
         return False
-    if (manifest["n"], manifest["seed"], manifest["height"], manifest["width"]) != (n, seed, *size):
+    if (manifest["n"], manifest["seed"], manifest["height"], manifest["width"]) != (n, seed, *size) or \
+            manifest["config"] != json.loads(json.dumps(dataclasses.asdict(config))):
         return False
     return all((root / f"shard_{shard:05d}.npz").is_file() for shard in range(-(-n // manifest["shard_size"])))
 
 
-def render_dataset(root: str | os.PathLike, n: int, seed: int, size: tuple[int, int]) -> Path:
-    """make_dataset(root, n, seed, size) in a fresh child process; a complete cache is only checked.
+def render_dataset(root: str | os.PathLike, n: int, seed: int, size: tuple[int, int],
+                   config: SceneConfig = SceneConfig()) -> Path:
+    """make_dataset(root, n, seed, size, config=config) in a fresh child process; a complete cache is only
+    checked.
 
     The child keeps OpenGL out of this process: Mesa's llvmpipe and Triton each load their own LLVM, and
     importing Triton (which torch does lazily, e.g. in the optimizer) after a GL context existed crashes.
     """
-    if _dataset_complete(Path(root), n, seed, size):
+    if _dataset_complete(Path(root), n, seed, size, config):
         return Path(root)
     context = multiprocessing.get_context("spawn")
     child = context.Process(target=make_dataset, args=(str(root), n, seed, tuple(size)),
-                            kwargs={"progress": functools.partial(_report_rendering, root=str(root))})
+                            kwargs={"config": config,
+                                    "progress": functools.partial(_report_rendering, root=str(root))})
     child.start()
     child.join()
     if child.exitcode != 0:

@@ -3,7 +3,9 @@
 Depth is the camera z-depth in metres (REP 118), recovered from the z-buffer with the near/far formula
 (camera.depth_from_window_z); pixels that hit no geometry (the sky) are +inf and not `valid`. One GL
 context is made per Renderer and reused for every frame; the last scene's vertex buffer stays uploaded,
-so rendering a flight through one scene uploads its geometry once.
+so rendering a flight through one scene uploads its geometry once. The photo textures (textures.py) are
+uploaded once per Renderer as one mipmapped texture array; without them materials show their procedural
+patterns.
 """
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from .camera import Camera, depth_from_window_z
-from .geometry import VERTEX_ATTRIBUTES, VERTEX_FLOATS, VERTEX_FORMAT
+from .geometry import SHADING_LAYOUT, SHADOW_LAYOUT, VERTEX_FLOATS
 from .layout import Lighting, Scene
 from .shaders import SCENE_FRAGMENT, SCENE_VERTEX, SHADOW_FRAGMENT, SHADOW_VERTEX, SKY_FRAGMENT, SKY_VERTEX
+from .textures import PhotoTextures, load_photo_textures
 
 MAX_SIZE = 8192
+# Anisotropic filtering keeps photo textures sharp at grazing angles: trilinear filtering alone blurs the
+# ground more the farther it is, a depth cue real cameras do not give.
+PHOTO_ANISOTROPY = 4.0
 
 
 class RendererError(RuntimeError):
@@ -51,9 +57,14 @@ def _create_context():
 
 
 class Renderer:
-    """Renders scenes at a fixed width x height; use as a context manager (or call close())."""
+    """Renders scenes at a fixed width x height; use as a context manager (or call close()).
 
-    def __init__(self, width: int, height: int, shadow_map_size: int = 1024) -> None:
+    photos: True loads the photo textures from their default place (procedural patterns, with a warning,
+    when they are not installed), False renders procedural patterns only, or pass loaded PhotoTextures.
+    """
+
+    def __init__(self, width: int, height: int, shadow_map_size: int = 1024,
+                 photos: bool | PhotoTextures = True) -> None:
         for name, value in (("width", width), ("height", height), ("shadow_map_size", shadow_map_size)):
             if not isinstance(value, (int, np.integer)) or not 1 <= value <= MAX_SIZE:
                 raise ValueError(f"Renderer {name}={value!r}: must be an integer in [1, {MAX_SIZE}]")
@@ -72,6 +83,11 @@ class Renderer:
         self._shadow_program = ctx.program(vertex_shader=SHADOW_VERTEX, fragment_shader=SHADOW_FRAGMENT)
         self._sky_program = ctx.program(vertex_shader=SKY_VERTEX, fragment_shader=SKY_FRAGMENT)
         self._scene_program["u_shadow_map"] = 0
+        self._scene_program["u_photos"] = 1
+        textures = load_photo_textures() if photos is True else photos or None
+        self.photo_source = str(textures.source) if textures is not None else None
+        self._photos = _photo_array(ctx, textures)
+        self._scene_program["u_have_photos"] = textures is not None
         self._sky = ctx.vertex_array(self._sky_program, [])
         self._scene: Scene | None = None
         self._buffers: tuple = ()
@@ -95,7 +111,7 @@ class Renderer:
         vertex_array, shadow_array = self._upload(scene)
         lighting = scene.lighting
         clip_from_world = camera.view_projection(self.width, self.height, scene.near_m, scene.far_m)
-        light_from_world = _light_from_world(lighting, camera)
+        light_from_world, shadow_offset_m, shadow_bias = _shadow_view(lighting, camera, self._shadow_map.width)
         if lighting.shadows:
             self._shadow_target.use()
             self._shadow_target.clear(depth=1.0)
@@ -113,9 +129,11 @@ class Renderer:
         self._sky.render(vertices=3)
         self._ctx.enable(self._depth_test)
         self._shadow_map.use(location=0)
+        self._photos.use(location=1)
         _write(self._scene_program, u_clip_from_world=clip_from_world, u_light_from_world=light_from_world,
                u_ambient_rgb=lighting.ambient_rgb, u_fog_rgb=lighting.fog_rgb,
-               u_fog_distance_m=lighting.fog_distance_m, u_shadows=lighting.shadows, **common)
+               u_fog_distance_m=lighting.fog_distance_m, u_shadows=lighting.shadows,
+               u_shadow_offset_m=shadow_offset_m, u_shadow_bias=shadow_bias, **common)
         vertex_array.render()
         rgb = np.frombuffer(self._target.read(components=3, alignment=1), np.uint8)
         rgb = rgb.reshape(self.height, self.width, 3)[::-1].copy()
@@ -133,11 +151,8 @@ class Renderer:
             if vertices.ndim != 2 or vertices.shape[1] != VERTEX_FLOATS or len(vertices) % 3:
                 raise ValueError(f"Scene.vertices has shape {vertices.shape}: expected (3 n, {VERTEX_FLOATS})")
             vbo = self._ctx.buffer(vertices.tobytes())
-            skip = f"{4 * (VERTEX_FLOATS - 3)}x"
-            self._buffers = (
-                self._ctx.vertex_array(self._scene_program, [(vbo, VERTEX_FORMAT, *VERTEX_ATTRIBUTES)]),
-                self._ctx.vertex_array(self._shadow_program, [(vbo, f"3f {skip}", "in_position")]),
-                vbo)
+            self._buffers = (self._ctx.vertex_array(self._scene_program, [(vbo, *SHADING_LAYOUT)]),
+                             self._ctx.vertex_array(self._shadow_program, [(vbo, *SHADOW_LAYOUT)]), vbo)
             self._scene = scene
         return self._buffers[:2]
 
@@ -151,9 +166,22 @@ def _write(program, **uniforms) -> None:
             program[name].value = value
 
 
-def _light_from_world(lighting: Lighting, camera: Camera, depth_range_m: float = 600.0) -> np.ndarray:
-    """Orthographic sun view covering the ground the camera sees most of (larger when flying higher)."""
-    half_size_m = float(np.clip(4.0 * camera.position_m[2] + 30.0, 40.0, 150.0))
+def _photo_array(ctx, textures: PhotoTextures | None):
+    """The photo layers as a mipmapped RGB texture array (a 1x1 placeholder without photos)."""
+    layers = textures.layers if textures is not None else np.zeros((1, 1, 1, 3), np.uint8)
+    count, size = layers.shape[0], layers.shape[1]
+    array = ctx.texture_array((size, size, count), 3, np.ascontiguousarray(layers[:, ::-1]).tobytes())
+    array.build_mipmaps()
+    array.repeat_x = array.repeat_y = False     # the shader mirrors the tiles itself
+    array.anisotropy = PHOTO_ANISOTROPY
+    return array
+
+
+def _shadow_view(lighting: Lighting, camera: Camera, map_size: int) -> tuple[np.ndarray, float, float]:
+    """Orthographic sun view covering the ground the camera sees most of (larger when flying higher, or the
+    scene's fixed extent), with the normal offset (m) and depth bias that match its texel size."""
+    half_size_m = lighting.shadow_half_extent_m or float(np.clip(4.0 * camera.position_m[2] + 30.0, 40.0, 150.0))
+    depth_range_m = 600.0 if lighting.shadow_half_extent_m is None else 4.0 * half_size_m
     forward = camera.forward()[:2]
     norm = float(np.linalg.norm(forward))
     ahead = forward / norm * half_size_m * 0.5 if norm > 1e-6 else np.zeros(2)
@@ -169,4 +197,5 @@ def _light_from_world(lighting: Lighting, camera: Camera, depth_range_m: float =
     view[:3, 3] = -view[:3, :3] @ eye
     ortho = np.diag([1.0 / half_size_m, 1.0 / half_size_m, -2.0 / depth_range_m, 1.0])
     ortho[2, 3] = -1.0
-    return ortho @ view
+    texel_m = 2.0 * half_size_m / map_size
+    return ortho @ view, 1.5 * texel_m, texel_m / depth_range_m
