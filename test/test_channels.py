@@ -10,7 +10,7 @@ import pytest
 import torch
 from support_tirex import random_tirex
 
-from xlstm_ros.engines.anomalies import ForecastBand
+from xlstm_ros.engines.anomalies import MIN_CALIBRATION, AnomalyDetector, AnomalyRule, ForecastBand
 from xlstm_ros.engines.channels import BankSettings, ChannelBank, ChannelSpec, FieldPath
 from xlstm_ros.engines.forecaster import StreamingForecaster
 from xlstm_ros.models.tirex import TiRexConfig
@@ -269,28 +269,66 @@ def test_publishers_of_another_type_are_counted_once_and_reported(model):
 
 # --- anomalies -------------------------------------------------------------------------------------------
 
-def band(margin: float) -> ForecastBand:
-    quantiles = np.array([[0.0, 0.5, 1.0], [10.0, 11.0, 12.0]])  # slots 101 and 102: widths 1 and 2
-    return ForecastBand("voltage", PERIOD_S, made_at=100, quantiles=quantiles, levels=(0.1, 0.5, 0.9), margin=margin)
+SINGLE = AnomalyRule(margin=0.5, consecutive=1, calibration_window=0)  # every out-of-band observation
+
+
+def detector(rule: AnomalyRule = SINGLE) -> AnomalyDetector:
+    """A detector whose band covers slots 101 and 102 (widths 1 and 2)."""
+    found = AnomalyDetector("voltage", PERIOD_S, rule)
+    found.band = ForecastBand(made_at=100, quantiles=np.array([[0.0, 0.5, 1.0], [10.0, 11.0, 12.0]]),
+                              levels=(0.1, 0.5, 0.9))
+    return found
 
 
 def test_observations_outside_the_widened_band_are_anomalies():
-    events = band(0.5).anomalies(100, np.array([99.0, 1.4, 13.5, math.nan, 99.0]), frame_id="base")
+    events = detector().check(100, np.array([99.0, 1.4, 13.5, math.nan, 99.0]), frame_id="base")
     # slot 100 is the forecast's own slot and 104 is beyond its horizon; 1.4 is within the margin
     [event] = events
     assert (event.channel, event.frame_id, event.steps_ahead, event.value) == ("voltage", "base", 2, 13.5)
     assert (event.lower, event.upper, event.lower_level, event.upper_level) == (10.0, 12.0, 0.1, 0.9)
     assert event.stamp_s == pytest.approx(10.2) and event.score == pytest.approx(0.25)  # (13.5 - 13) / 2
 
-    [low, high] = band(0.5).anomalies(101, np.array([-0.7, 13.2, 13.0]))  # 13.0: on the widened edge
+    [low] = detector().check(101, np.array([-0.7]))
+    [high] = detector().check(102, np.array([13.2, 13.0]))  # 13.0: beyond the horizon
     assert (low.value, low.score, low.steps_ahead) == (-0.7, pytest.approx(0.2), 1)
     assert (high.value, high.score, high.steps_ahead) == (13.2, pytest.approx(0.1), 2)
-    assert [e.value for e in band(0.0).anomalies(101, np.array([1.4, 12.0]))] == [1.4]  # no margin: 1.4 is out
+    no_margin = detector(AnomalyRule(margin=0.0, consecutive=1, calibration_window=0))
+    assert [e.value for e in no_margin.check(101, np.array([1.4, 12.0]))] == [1.4]  # no margin: 1.4 is out
+
+
+def test_a_run_of_consecutive_out_of_band_observations_raises_one_event():
+    found = detector(AnomalyRule(margin=0.5, consecutive=3, calibration_window=0))
+    found.band = ForecastBand(made_at=0, quantiles=np.tile([[0.0, 0.5, 1.0]], (20, 1)), levels=(0.1, 0.5, 0.9))
+    values = np.array([3.0, 3.0, 0.5, 3.0, math.nan, 3.0, 3.0, 3.0, 3.0, 0.5, 3.0, 3.0])
+    events = found.check(1, values)          # slots 1..12: runs of 2, then 5 (NaN leaves the run), then 2
+    assert [round(e.stamp_s / PERIOD_S) for e in events] == [7]   # the third of 4, 6, 7 (slot 5 is NaN)
+    assert found.run == 2 and found.check(13, np.array([3.0]))[0].stamp_s == pytest.approx(1.3)
+    found.restart()
+    assert found.band is None and found.run == 0 and found.check(14, np.array([3.0] * 5)) == []
+
+
+def test_over_confident_forecasts_widen_the_threshold_to_their_recent_exceedances():
+    rule = AnomalyRule(margin=0.5, consecutive=1, calibration_window=200)
+    found = detector(rule)
+    found.band = ForecastBand(made_at=0, quantiles=np.tile([[0.0, 0.5, 1.0]], (400, 1)), levels=(0.1, 0.5, 0.9))
+    assert found.threshold() == math.inf                  # warming up: no events before MIN_CALIBRATION
+    ordinary = 1.0 + np.random.default_rng(0).uniform(0.0, 0.8, 300)   # up to 0.8 widths above the band
+    assert found.check(1, ordinary[:MIN_CALIBRATION - 1]) == [] and found.threshold() == math.inf
+    events = found.check(MIN_CALIBRATION, ordinary[MIN_CALIBRATION - 1:])
+    assert len(events) <= 3                                # the margin alone would flag most of them
+    assert 0.75 < found.threshold() <= 0.8                 # the band is widened to what they miss by
+    assert detector(AnomalyRule(margin=0.5, consecutive=1, calibration_window=0)).threshold() == 0.5
+    assert found.check(301, np.array([1.75])) == []        # within what the recent forecasts missed by
+    threshold = found.threshold()
+    [fault] = found.check(302, np.array([3.0]))
+    assert fault.score == pytest.approx(2.0 - threshold)
+    with pytest.raises(ValueError, match="consecutive >= 1"):
+        AnomalyRule(consecutive=0)
 
 
 def test_the_bank_checks_new_observations_against_its_last_forecast(model):
     node = Node()
-    bank = node.bank(model, [voltage_channel()])
+    bank = node.bank(model, [voltage_channel()], anomalies=SINGLE)
     feed(bank, 0, 80)
     bank.tick()
     [first] = node.forecasts  # made after slot 77: rows are slots 78..85

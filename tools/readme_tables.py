@@ -12,7 +12,9 @@ import re
 import sys
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+sys.path.insert(0, str(REPO))  # the nodes of this tree, not an installed copy
 
 
 def table(params) -> str:

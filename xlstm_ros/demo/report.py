@@ -6,7 +6,8 @@
   forecasts   per channel: forecasts published, mean absolute error of the median against the values that
               arrived later, the same for the naive last-value forecast, and how often the actual value
               fell inside the 10-90 % band
-  anomalies   events per channel, and how many fell into the injected fault windows
+  anomalies   events per channel, how many fell into the injected fault windows (precision) and how many
+              faults were flagged (recall)
   pictures    depth.png (frame | predicted | true depth), forecasts.png (fan charts with the actual values),
               flight.gif (frame | predicted depth over the flight)
 """
@@ -22,6 +23,7 @@ import numpy as np
 from xlstm_ros.engines.depth_outputs import colorize
 from xlstm_ros.engines.plots import fan_chart_grid
 from xlstm_ros.engines.resample import GridResampler
+from xlstm_ros.eval.anomalies import score_events
 from xlstm_ros.graph.bags import read_messages
 from xlstm_ros.metrics import relative_depth_metrics
 from xlstm_ros.models.depth import METRIC, RELATIVE
@@ -141,16 +143,11 @@ def forecast_scores(forecasts: list, actual: dict[int, float]) -> dict:
 
 
 def anomaly_summary(record: FlightRecord, flight: DroneFlight, start_s: float) -> dict:
-    """Anomaly events per channel; `in_fault` counts those inside an injected fault window (+ 2 s).
+    """Anomaly events against the injected faults (eval/anomalies.py): per channel events, events in a fault
+    window (fault start to end + 2 s), faults flagged; precision and recall.
 
     The flight's fault channels carry the forecaster channel names of config/drone.yaml."""
-    summary = {}
-    for channel in sorted({a.channel for a in record.anomalies}):
-        events = [a for a in record.anomalies if a.channel == channel]
-        windows = [(start_s + f.start_s, start_s + f.end_s + 2.0) for f in flight.faults if f.channel == channel]
-        in_fault = sum(any(lo <= stamp_ns(a) * 1e-9 <= hi for lo, hi in windows) for a in events)
-        summary[channel] = {"events": len(events), "in_fault": in_fault}
-    return summary
+    return score_events(((a.channel, stamp_ns(a) * 1e-9) for a in record.anomalies), flight.faults, start_s=start_s)
 
 
 def depth_picture(record: FlightRecord, path: Path, kind: str, rows: int = 3) -> Path | None:
@@ -245,8 +242,11 @@ def format_summary(summary: dict) -> str:
         else:
             lines.append(f"forecast {channel:18s} {score['forecasts']:3d} forecasts (none scored yet)")
     faults = ", ".join(f"{f['channel']} at {f['start_s']} s" for f in summary["faults"]) or "none"
+    scored = summary["anomalies"]
     anomalies = ", ".join(f"{c}: {a['events']} ({a['in_fault']} in fault windows)"
-                          for c, a in summary["anomalies"].items()) or "none"
-    lines += [f"injected faults: {faults}", f"anomaly events: {anomalies}"]
+                          for c, a in scored["channels"].items() if a["events"]) or "none"
+    lines += [f"injected faults: {faults}", f"anomaly events: {anomalies}",
+              f"anomalies: precision {scored['precision']} (events in fault windows), recall {scored['recall']} "
+              f"({scored['flagged']} of {scored['faults']} faults flagged)"]
     lines += [f"{name}: {path}" for name, path in summary["outputs"].items()]
     return "\n".join(lines)

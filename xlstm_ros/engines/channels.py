@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol
 import numpy as np
 import torch
 
-from xlstm_ros.engines.anomalies import AnomalyEvent, ForecastBand
+from xlstm_ros.engines.anomalies import AnomalyDetector, AnomalyEvent, AnomalyRule, ForecastBand
 from xlstm_ros.engines.forecaster import StreamForecast, StreamingForecaster
 from xlstm_ros.engines.resample import GridResampler, GridSegment
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
@@ -96,7 +96,7 @@ class BankSettings:
     horizon: int  # forecast steps
     lateness_s: float | None = None  # how late a sample may arrive for its slot; None = one period
     max_abs_value: float = 1e15  # larger magnitudes are dropped as out_of_range (the model computes in float32)
-    anomaly_margin: float = 0.5  # band widening, in band widths, before an observation is anomalous
+    anomalies: AnomalyRule = AnomalyRule()  # when observations outside the forecast band make an event
     monotone_quantiles: bool = True  # sort each step's quantiles so that they never cross
     figures_period_s: float = 1.0  # how often a tick refreshes the engine figures of the report
 
@@ -110,10 +110,10 @@ class Channel:
     unit: str
     grid: GridResampler
     source: Source = field(repr=False)
+    anomalies: AnomalyDetector = field(repr=False)  # checks observations against the last published forecast
     frame_id: str = ""
     last_value: float = float("nan")
     origin_slot: int | None = None  # grid slot of the engine stream's first sample
-    band: ForecastBand | None = None  # the last published forecast, for anomaly checks
     new_slots: int = 0  # slots absorbed since the last forecast
     received: int = 0  # samples (this channel's values of received messages)
     in_state: int = 0  # samples the engine absorbed
@@ -121,7 +121,8 @@ class Channel:
 
     def restart(self) -> None:
         """Forget the stream's origin and last forecast (the engine stream restarts)."""
-        self.origin_slot, self.band = None, None
+        self.origin_slot = None
+        self.anomalies.restart()
 
 
 @dataclass
@@ -209,7 +210,8 @@ class ChannelBank:
             if spec.name in self.channels:
                 raise ValueError(f"channel names must be unique: '{spec.name}' twice")
             source = sources.setdefault((spec.topic, spec.type_name), Source(spec.topic, spec.type_name, spec.stamped))
-            channel = Channel(spec.name, spec.field, spec.unit, self._new_grid(), source)
+            channel = Channel(spec.name, spec.field, spec.unit, self._new_grid(), source,
+                              AnomalyDetector(spec.name, settings.period_s, settings.anomalies))
             self.channels[spec.name] = channel
             source.channels.append(channel)
         self.sources = list(sources.values())
@@ -380,9 +382,7 @@ class ChannelBank:
             channel.last_value = float(finite[-1])
 
     def _check_anomalies(self, channel: Channel, segment: GridSegment) -> None:
-        if channel.band is None:
-            return
-        for event in channel.band.anomalies(segment.first_slot, segment.values, channel.frame_id):
+        for event in channel.anomalies.check(segment.first_slot, segment.values, channel.frame_id):
             self._publish_anomaly(event)
             self.health.count(f"anomalies.{channel.name}")
 
@@ -397,7 +397,7 @@ class ChannelBank:
             period_s=period_s, quantile_levels=levels, quantiles=quantiles, median=median,
             context_samples=int(result.context_samples), missing_fraction=float(result.missing_fraction),
             last_value=channel.last_value, model=self.engine.model_name))
-        channel.band = ForecastBand(channel.name, period_s, last_slot, quantiles, levels, self.settings.anomaly_margin)
+        channel.anomalies.band = ForecastBand(last_slot, quantiles, levels)
         channel.new_slots = 0
         self.health.count(f"forecasts.{channel.name}")
 

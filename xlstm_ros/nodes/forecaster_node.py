@@ -4,8 +4,9 @@ Each configured channel reads one numeric field (`voltage`, `linear_acceleration
 messages on a topic, puts the samples on the channel's period grid by header stamp and feeds them to a
 StreamingForecaster, which keeps one persistent recurrent state per channel. At `forecast_rate_hz` the node
 publishes `forecast/<channel>` (xlstm_ros_msgs/Forecast) for every channel with new data, and an
-`anomalies` event (xlstm_ros_msgs/Anomaly) whenever an observation falls outside the band an earlier
-forecast predicted for it (widened by `anomaly_margin`). The channel bookkeeping lives in
+`anomalies` event (xlstm_ros_msgs/Anomaly) when `anomaly_consecutive` observations in a row fall outside the
+band that an earlier forecast predicted for them (widened by `anomaly_margin`, or more when the channel's
+recent observations show the band is too narrow: engines/anomalies.py). The channel bookkeeping lives in
 xlstm_ros.engines.channels; this node is its parameters, subscriptions, timers and messages.
 
 Intake. Channels that read the same topic with the same type share ONE subscription (200 channels from
@@ -76,7 +77,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from xlstm_ros_msgs.msg import Anomaly, Forecast
 
-from xlstm_ros.engines.anomalies import AnomalyEvent
+from xlstm_ros.engines.anomalies import AnomalyEvent, AnomalyRule
 from xlstm_ros.engines.channels import BankSettings, ChannelBank, ChannelForecast, ChannelSpec, Source, \
     canonical_type
 from xlstm_ros.engines.device import BACKENDS, DEVICES_HELP, DeviceError
@@ -108,8 +109,11 @@ NODE_PARAMS = [
     Param("lateness_s", -1.0, "how late a sample may arrive and still count for its slot; < 0 = one period"),
     Param("max_abs_value", 1e15, "samples of larger magnitude are dropped as out_of_range (the model computes "
           "in float32)", positive),
-    Param("anomaly_margin", 0.5, "an observation is anomalous beyond the outer quantile band widened by this "
-          "fraction of the band's width on each side", at_least(0.0)),
+    Param("anomaly_margin", 0.5, "an observation is out of band beyond the outer quantile band widened by at least "
+          "this fraction of the band's width on each side", at_least(0.0)),
+    Param("anomaly_consecutive", 3, "out-of-band observations in a row that raise one anomaly event", at_least(1)),
+    Param("anomaly_calibration_window", 600, "recent observations per channel whose 99th-percentile "
+          "exceedance widens the band when the forecasts are over-confident (0: margin only)", at_least(0)),
     Param("monotone_quantiles", True, "sort each step's quantiles so that they never cross (TiRex does not "
           "guarantee monotone quantiles; sorting never increases the quantile loss)"),
     Param("qos_reliability", "reliable", "subscription reliability: reliable loses nothing between a reliable "
@@ -144,7 +148,8 @@ class ForecasterNode(Node):
         engine, device_fallback = self._load_engine(c["device"])
         settings = BankSettings(
             period_s=c["period_s"], horizon=c["horizon"], lateness_s=c["lateness_s"] if c["lateness_s"] >= 0 else None,
-            max_abs_value=c["max_abs_value"], anomaly_margin=c["anomaly_margin"],
+            max_abs_value=c["max_abs_value"],
+            anomalies=AnomalyRule(c["anomaly_margin"], c["anomaly_consecutive"], c["anomaly_calibration_window"]),
             monotone_quantiles=c["monotone_quantiles"], figures_period_s=c["diagnostics_period_s"])
         self.bank = ChannelBank(
             specs, engine, settings, health=self.health, log=self.get_logger(), warn=self.warn,
