@@ -18,7 +18,7 @@ TINY = TiRexConfig(embedding_dim=32, num_blocks=1, num_heads=4, input_ff_dim=32,
 def test_events_are_scored_against_the_fault_windows_of_their_channel():
     faults = [Fault("battery", 10.0, 13.0), Fault("motor", 40.0, 60.0), Fault("battery", 50.0, 51.0)]
     events = [("battery", 100.0 + 12.0), ("battery", 100.0 + 14.5), ("battery", 100.0 + 16.0),   # in, in (slack), out
-              ("motor", 100.0 + 12.0), ("imu", 100.0 + 41.0), ("motor", 100.0 + 59.0)]       # out, out, in
+              ("motor", 100.0 + 12.0), ("imu", 100.0 + 41.0), ("motor", 100.0 + 39.6)]       # out, out, in (lead)
     scored = score_events(events, faults, start_s=100.0, slack_s=2.0)
     assert scored["channels"]["battery"] == {"events": 3, "in_fault": 2, "faults": 2, "flagged": 1}
     assert scored["channels"]["motor"] == {"events": 2, "in_fault": 1, "faults": 1, "flagged": 1}

@@ -144,7 +144,7 @@ def forecast_scores(forecasts: list, actual: dict[int, float]) -> dict:
 
 def anomaly_summary(record: FlightRecord, flight: DroneFlight, start_s: float) -> dict:
     """Anomaly events against the injected faults (eval/anomalies.py): per channel events, events in a fault
-    window (fault start to end + 2 s), faults flagged; precision and recall.
+    window (fault start - 0.5 s to end + 2 s), faults flagged; precision and recall.
 
     The flight's fault channels carry the forecaster channel names of config/drone.yaml."""
     return score_events(((a.channel, stamp_ns(a) * 1e-9) for a in record.anomalies), flight.faults, start_s=start_s)

@@ -75,7 +75,7 @@ def run_demo(options: DemoOptions) -> dict:
         sim = graph.start("drone_sim_node", ros_arguments(parameters={
             "seed": options.seed, "duration_s": float(options.duration_s), "fps": float(options.fps),
             "width": options.width, "height": options.height, "rate": float(options.rate),
-            "scene_kind": options.scene_kind}), expect_exit=True)
+            "scene_kind": options.scene_kind, "subscribers_per_topic": 2}), expect_exit=True)  # node + recorder
         graph.wait_for(lambda: not sim.running, options.duration_s / options.rate + options.startup_timeout_s,
                        "during the flight")
         time.sleep(3.0)  # the last frame and forecast on their way
@@ -92,10 +92,18 @@ def run_demo(options: DemoOptions) -> dict:
 
 
 def _flight_start(bag: Path) -> float:
-    """Stamp (s) of the first camera frame: the flight's time origin."""
+    """Stamp (s) of the flight's first camera frame, the time origin of the report. The first frame and the
+    first IMU sample are both stamped at flight time 0; when they differ the recording missed the start."""
     from xlstm_ros.demo.report import stamp_ns
     from xlstm_ros.graph.bags import read_messages
 
-    for _, _, msg in read_messages(bag, topics=["/camera/image_raw"]):
-        return stamp_ns(msg) * 1e-9
-    return 0.0
+    first: dict[str, float] = {}
+    for topic, _, msg in read_messages(bag, topics=["/camera/image_raw", "/imu"]):
+        first.setdefault(topic, stamp_ns(msg) * 1e-9)
+        if len(first) == 2:
+            break
+    frame, imu = first.get("/camera/image_raw"), first.get("/imu")
+    if frame is None or imu is None or abs(frame - imu) > 1e-3:
+        print(f"[demo] warning: the recording missed the start of the flight (first frame at {frame}, first IMU "
+              f"sample at {imu}); flight times in the report are shifted")
+    return frame

@@ -4,7 +4,8 @@ Each flight (sim/flight.py) carries four sensors and two faults at known times (
 motor temperature jump). Every sensor goes through what the forecaster node does with it: the period grid
 (GridResampler), one StreamingForecaster stream, a forecast every 1 / forecast_rate_hz seconds and an
 AnomalyDetector that checks each new grid value against the channel's latest forecast. An event counts as
-true when it lies in a fault window of its channel (from the fault's start to `slack_s` after its end).
+true when it lies in a fault window of its channel (from half a second before the fault's start, its onset
+ramp, to `slack_s` after its end).
 Reported per channel and overall: events, events in fault windows, precision, faults flagged (recall), and
 the forecasts' median absolute error next to the last-value naive forecast's over the same steps.
 """
@@ -78,15 +79,16 @@ def _ratio(numerator: float, denominator: float) -> float | None:
 
 
 def score_events(events: Iterable[tuple[str, float]], faults: Iterable[Fault], *, start_s: float = 0.0,
-                 slack_s: float = 2.0) -> dict:
+                 slack_s: float = 2.0, lead_s: float = 0.5) -> dict:
     """Per channel and overall: events, events in a fault window of their channel, faults, faults flagged by
     at least one event, precision and recall. `events` are (channel, time in s); a fault's window runs from
-    start_s + its start to start_s + its end + slack_s."""
+    start_s + its start - lead_s (the fault's onset ramp and the grid slot's rounding) to start_s + its end +
+    slack_s."""
     events, faults = list(events), list(faults)
     channels: dict[str, dict[str, int]] = defaultdict(lambda: dict(events=0, in_fault=0, faults=0, flagged=0))
     windows = defaultdict(list)
     for fault in faults:
-        window = (start_s + fault.start_s, start_s + fault.end_s + slack_s)
+        window = (start_s + fault.start_s - lead_s, start_s + fault.end_s + slack_s)
         windows[fault.channel].append(window)
         channels[fault.channel]["faults"] += 1
         channels[fault.channel]["flagged"] += any(c == fault.channel and window[0] <= t <= window[1]

@@ -39,8 +39,11 @@ NODE_PARAMS = [
     Param("scene_kind", "street", f"scene kind: {', '.join(KINDS)}",
           lambda k: None if k in KINDS else f"must be one of {', '.join(KINDS)}"),
     Param("frame_id", "camera", "frame_id of the camera topics"),
-    Param("wait_for_subscribers_s", 30.0, "before flying, wait up to this long until every topic has a "
-          "subscriber (so nothing is published into the void while the other nodes start)", at_least(0.0)),
+    Param("wait_for_subscribers_s", 30.0, "before flying, wait up to this long until every topic has "
+          "subscribers_per_topic subscribers (so nothing is published into the void while the other nodes start)",
+          at_least(0.0)),
+    Param("subscribers_per_topic", 1, "subscribers each camera and sensor topic needs before the flight starts "
+          "(the demo's recorder makes it 2)", at_least(1)),
 ]
 
 
@@ -74,9 +77,10 @@ class DroneSimNode(Node):
         """Wait until every publisher is matched (or the timeout passes); True when all are."""
         publishers = [self.image_pub, *self.sensor_pubs.values()]
         deadline = time.monotonic() + self.config["wait_for_subscribers_s"]
-        while not all(p.get_subscription_count() for p in publishers):
+        wanted = self.config["subscribers_per_topic"]
+        while not all(p.get_subscription_count() >= wanted for p in publishers):
             if time.monotonic() > deadline:
-                missing = [p.topic_name for p in publishers if not p.get_subscription_count()]
+                missing = [p.topic_name for p in publishers if p.get_subscription_count() < wanted]
                 self.get_logger().warning(f"flying without subscribers on {missing}")
                 return False
             time.sleep(0.1)
