@@ -209,6 +209,39 @@ def test_many_streams_grow_the_buffers_and_reset_forgets(model):
     assert np.array_equal(engine.forecast("s3", 5)["s3"].quantiles, single_pass(model, data["s3"][:WINDOW], 5)[0])
 
 
+def test_removed_streams_free_their_rows_and_anchors_run_in_capped_batches(model):
+    data = {f"s{i}": noisy_sine(WINDOW + PATCH, 40 + i) for i in range(5)}
+    capped = StreamingForecaster(model, max_anchor_batch=2)
+    for name, values in data.items():
+        capped.observe(name, values)
+    forecasts = capped.forecast(list(data), 20)
+    assert capped.counters.anchor_calls == 3 and capped.counters.anchored_streams == 5   # 2 + 2 + 1
+    expected = single_pass(model, list(data.values()), 20)
+    for index, name in enumerate(data):
+        assert np.array_equal(forecasts[name].quantiles, expected[index])   # rows are batch-invariant
+
+    engine = StreamingForecaster(model)
+    for name, values in data.items():
+        engine.observe(name, values)
+    engine.update()
+    engine.remove_stream("s1")
+    engine.remove_stream("s3")
+    assert engine.stream_names() == ["s0", "s2", "s4"]
+    for round_ in range(3):   # streams come and go: the buffers never grow past the first 8 rows
+        for name in ("new_a", "new_b"):
+            engine.observe(name, noisy_sine(WINDOW, 60 + round_))
+        assert engine.capacity == 8 and engine.status("new_a").samples == WINDOW
+        fresh = engine.forecast(["new_a", "s2"], 20)
+        assert np.array_equal(fresh["new_a"].quantiles, single_pass(model, noisy_sine(WINDOW, 60 + round_), 20)[0])
+        assert np.array_equal(fresh["s2"].quantiles, expected[2])   # the other streams are untouched
+        engine.remove_stream("new_a")
+        engine.remove_stream("new_b")
+    with pytest.raises(KeyError):
+        engine.remove_stream("never")
+    with pytest.raises(ValueError, match="max_anchor_batch"):
+        StreamingForecaster(model, max_anchor_batch=0)
+
+
 def scalars(forecast):
     return {key: value for key, value in vars(forecast).items() if not isinstance(value, np.ndarray)}
 

@@ -142,9 +142,11 @@ class StreamingForecaster:
     """Forecast many named streams with persistent TiRex states (see the module docstring)."""
 
     def __init__(self, model: TiRex, *, reanchor_every: int = 16, loc_drift: float = 0.1,
-                 log_scale_drift: float = 0.1, model_name: str = "tirex") -> None:
+                 log_scale_drift: float = 0.1, max_anchor_batch: int = 64, model_name: str = "tirex") -> None:
         if not is_count(reanchor_every, minimum=1):
             raise ValueError(f"reanchor_every must be an integer >= 1 (patches), got {reanchor_every!r}")
+        if not is_count(max_anchor_batch, minimum=1):
+            raise ValueError(f"max_anchor_batch must be an integer >= 1 (streams), got {max_anchor_batch!r}")
         for name, value in (("loc_drift", loc_drift), ("log_scale_drift", log_scale_drift)):
             if isinstance(value, bool) or not (isinstance(value, numbers.Real) and 0 < value < math.inf):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -154,7 +156,9 @@ class StreamingForecaster:
         self.reanchor_every = int(reanchor_every)
         self.loc_drift = float(loc_drift)
         self.log_scale_drift = float(log_scale_drift)
+        self.max_anchor_batch = int(max_anchor_batch)
         self.counters = EngineCounters()
+        self._free_rows: list[int] = []  # rows of removed streams, reused before the buffers grow
         self._streams: dict[str, _Stream] = {}
         self._state_dtype = torch.bfloat16 if model.precision == "bf16-compatible" else torch.float32
         self._states = self._zero_states(INITIAL_CAPACITY)
@@ -168,7 +172,7 @@ class StreamingForecaster:
 
         device, fallback_to_cpu, on_fallback and backend as in engines/device.py; precision
         "bf16-compatible" (official rounding) or "fp32"; `options` go to the constructor (reanchor_every,
-        loc_drift, log_scale_drift); model_name defaults to the checkpoint's path."""
+        loc_drift, log_scale_drift, max_anchor_batch); model_name defaults to the checkpoint's path."""
         if path is None:
             if not DEFAULT_CHECKPOINT.is_file():
                 raise CheckpointError(f"{DEFAULT_CHECKPOINT}: no checkpoint given and the shipped default TiRex "
@@ -231,6 +235,12 @@ class StreamingForecaster:
             array = np.where(infinite, np.nan, array)
         stream.append(array.astype(np.float32))
 
+    def remove_stream(self, name: str) -> None:
+        """Forget stream `name` entirely (KeyError if unknown); its state row is reused by the next new stream,
+        so a node whose channels come and go keeps a bounded buffer."""
+        stream = self._streams.pop(name)
+        self._free_rows.append(stream.row)
+
     def reset_stream(self, name: str) -> None:
         """Forget stream `name`'s samples and state (e.g. after a long gap); it restarts from nothing.
 
@@ -268,10 +278,10 @@ class StreamingForecaster:
                 anchor_rows.append(index)
             else:
                 stepping.append((stream, end))
-        if anchor_rows:
-            self._anchor([due[i] for i in anchor_rows], windows[anchor_rows],
-                         ScalerState(stats.loc[anchor_rows], stats.scale[anchor_rows]),
-                         [boundaries[i] for i in anchor_rows], rollout_tokens)
+        for first in range(0, len(anchor_rows), self.max_anchor_batch):  # bounds the peak activation memory
+            chunk = anchor_rows[first:first + self.max_anchor_batch]
+            self._anchor([due[i] for i in chunk], windows[chunk], ScalerState(stats.loc[chunk], stats.scale[chunk]),
+                         [boundaries[i] for i in chunk], rollout_tokens)
         self._step(stepping, rollout_tokens)
         return len(due)
 
@@ -416,15 +426,16 @@ class StreamingForecaster:
         if state.get("precision") != self.model.precision:
             raise ValueError(f"the state was saved with precision {state.get('precision')!r}, "
                              f"the model runs {self.model.precision!r}")
-        previous = self._streams, self._states, self._last_outputs
+        previous = self._streams, self._states, self._last_outputs, self._free_rows
         try:
             self._restore_streams(state["streams"])
         except Exception:
-            self._streams, self._states, self._last_outputs = previous  # a bad file leaves the engine as it was
+            # a bad file leaves the engine as it was
+            self._streams, self._states, self._last_outputs, self._free_rows = previous
             raise
 
     def _restore_streams(self, saved: Mapping[str, Any]) -> None:
-        self._streams = {}
+        self._streams, self._free_rows = {}, []
         self._states = self._zero_states(max(INITIAL_CAPACITY, len(saved)))
         self._last_outputs = self._zero_outputs(self._states.batch_size)
         for name, entry in saved.items():
@@ -460,6 +471,9 @@ class StreamingForecaster:
         return np.full(self.config.train_ctx_len + self.config.patch_size, np.nan, dtype=np.float32)
 
     def _add_stream(self, name: str) -> _Stream:
+        if self._free_rows:
+            stream = self._streams[name] = _Stream(self._free_rows.pop(), self._new_ring())
+            return stream
         row = len(self._streams)
         if row >= self._states.batch_size:
             capacity = 2 * self._states.batch_size
