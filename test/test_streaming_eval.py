@@ -55,3 +55,11 @@ def test_stepped_states_differ_from_the_full_window_and_the_report_says_by_how_m
     text = write_streaming_report(result, tmp_path)
     assert text == markdown_report(result) and "| toy | 24 |" in text
     assert (tmp_path / "forecast_streaming.json").is_file()
+
+
+def test_a_series_shorter_than_a_window_is_skipped_with_the_reason(model):
+    short = ForecastTask("short", "sensor", 40, 24, lambda _: [np.sin(np.arange(200.0))], 2)
+    result = evaluate_streaming(model, [short, TASK], reanchor_every=4, origins=4, warmup=300)
+    assert result["tasks"]["short"]["origins"] == 0 and "anchors on every patch" in result["tasks"]["short"]["skipped"]
+    assert result["geometric_mean_ratio"]["MASE"] == pytest.approx(result["tasks"]["toy"]["ratio"]["MASE"])
+    assert "| short | 0 | skipped" in markdown_report(result)
