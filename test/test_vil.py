@@ -17,7 +17,7 @@ SMALL = ViLConfig(dim=32, depth=3, feature_pairs=(0, 2), pos_grid=(4, 4))
 
 
 def official_vil2_shapes(dim: int, depth: int, pos_grid=(14, 14), classes: int = 1000) -> dict:
-    """VisionLSTM2 module keys and shapes as listed in research/vil-depth.md 1.5 (legacy_norm and head included)."""
+    """VisionLSTM2 module keys and shapes of the official checkpoints (legacy_norm and head included)."""
     inner = 2 * dim
     shapes = {"patch_embed.proj.weight": (dim, 3, 16, 16), "patch_embed.proj.bias": (dim,),
               "pos_embed.embed": (1, *pos_grid, dim), "norm.weight": (dim,), "norm.bias": (dim,),

@@ -1,4 +1,4 @@
-"""Monocular depth: a ViL encoder with a DPT-style neck and head (research/vil-depth.md 2, 3.2), and its checkpoints.
+"""Monocular depth: a ViL encoder with a DPT-style neck and head, and its checkpoints.
 
 The model maps RGB images in [0, 1] to a dense map at the input resolution. By default that map is relative
 inverse depth (disparity-like: >= 0, larger is nearer, defined up to scale and shift), the quantity that
@@ -215,7 +215,7 @@ def fit_scale_shift(prediction: torch.Tensor, target: torch.Tensor,
     degenerate fit (prediction constant to within its own rounding, or fewer than two valid pixels) gives
     s = 0 and b = the mean target. Computed in float64 around the means (a fresh model's maps have a spread
     far below their mean, which the uncentred normal equations lose in float32).
-    This is the alignment of the relative-depth protocol (research/vil-depth.md 3.3), in closed form.
+    This is the alignment of the relative-depth protocol (MiDaS), in closed form.
     """
     dtype = prediction.dtype
     p, t = prediction.double().flatten(-2), target.double().flatten(-2)

@@ -1,7 +1,7 @@
 """ViL (Vision-LSTM, VisionLSTM2 layout): image patches through bidirectional mLSTM block pairs.
 
 The layout, parameter names and shapes are those of the official VisionLSTM2 module, so that its ImageNet
-checkpoints load strictly after the official v2 rename list (research/vil-depth.md 1.1, 1.2, 1.5). Two
+checkpoints load strictly after the official v2 rename list. Two
 departures leave the weights untouched: the 3x3 depthwise conv runs on the token grid of the actual input
 (any size that is a multiple of the patch size, non-square included) rather than on a grid fixed at
 construction, and the mLSTM cell runs through `xlstm_ros.kernels` (chunkwise by default) rather than the
@@ -87,7 +87,7 @@ class ViLConfig:
 
 
 VIL_CONFIGS: dict[str, ViLConfig] = {
-    # The official ImageNet models (research/vil-depth.md 1.4): 12 pairs, head dim D/2.
+    # The official ImageNet models: 12 pairs, head dim D/2.
     "vil_tiny": ViLConfig(dim=192),
     "vil_small": ViLConfig(dim=384),
     "vil_base": ViLConfig(dim=768),
@@ -217,7 +217,7 @@ class MatrixLSTMCell(nn.Module):
 
 
 class ViLLayer(nn.Module):
-    """The ViL mLSTM layer (research/vil-depth.md 1.2) on tokens in row-major order of a (h, w) grid."""
+    """The ViL mLSTM layer on tokens in row-major order of a (h, w) grid."""
 
     def __init__(self, config: ViLConfig) -> None:
         super().__init__()
