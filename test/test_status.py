@@ -83,7 +83,9 @@ def test_forecaster_status_topic_service_and_diagnostics(ros_graph, tirex_checkp
     from xlstm_ros.nodes.forecaster_node import ForecasterNode
 
     channels = {"battery_voltage": ("battery_state", "sensor_msgs/msg/BatteryState", "voltage")}
-    params = channel_parameters(tirex_checkpoint, channels, forecast_rate_hz=10.0, diagnostics_period_s=0.2)
+    # every out-of-band observation is an event here: the spike at k = 100 must reach the status counters
+    params = channel_parameters(tirex_checkpoint, channels, forecast_rate_hz=10.0, diagnostics_period_s=0.2,
+                                anomaly_consecutive=1, anomaly_calibration_window=0)
     anomalies = ros_graph.client.collect(Anomaly, "anomalies")
     diagnostics = ros_graph.client.collect(DiagnosticArray, "/diagnostics")
     with node_in_process(ForecasterNode, ros_graph.context, params):
