@@ -211,6 +211,28 @@ def test_interrupted_run_resumes_exactly_like_an_uninterrupted_one(tmp_path, sce
     assert [entry["loss"] for entry in got["history"]] == losses
 
 
+def test_camera_effects_change_what_the_model_sees_and_are_drawn_from_the_step(tmp_path, scenes_dir, monkeypatch):
+    from xlstm_ros.train import depth_train
+
+    seen = []
+    original = depth_train.random_crops
+
+    def spy(rgb, *args):
+        seen.append(rgb.copy())
+        return original(rgb, *args)
+
+    monkeypatch.setattr(depth_train, "random_crops", spy)
+    train_depth(tiny_config(tmp_path / "plain", scenes_dir, steps=2, camera_effects=False))
+    train_depth(tiny_config(tmp_path / "effects", scenes_dir, steps=2))
+    train_depth(tiny_config(tmp_path / "again", scenes_dir, steps=2))
+    plain, effects, again = seen[0:2], seen[2:4], seen[4:6]
+    rendered = {frame.tobytes() for frame in FrameBank(scenes_dir).rgb}
+    assert all(frame.tobytes() in rendered for frames in plain for frame in frames)   # the rendered frames
+    assert all(frames.dtype == np.uint8 and frames.shape == (4, *FRAME_SIZE, 3) for frames in effects)
+    assert not any(np.array_equal(a, b) for a, b in zip(plain, effects))      # the effects changed the pixels
+    assert all(np.array_equal(a, b) for a, b in zip(effects, again))          # and repeat for the same steps
+
+
 def test_resume_refuses_a_changed_setting(tmp_path, scenes_dir):
     train_depth(tiny_config(tmp_path / "run", scenes_dir, steps=2, checkpoint_every=2))
     with pytest.raises(CheckpointError, match="lr="):

@@ -2,8 +2,9 @@
 
 Data: `make_dataset` renders (RGB, metric depth) frames once into a cache folder; every run (and every
 resume) reads the same frames back into memory (`FrameBank`). Each step draws a batch through a
-`DistributedSampler` (one replica when not distributed), takes random crops at random scale (the effective
-field of view varies), flips horizontally (never vertically: the ground stays below) and jitters the colours.
+`DistributedSampler` (one replica when not distributed), applies camera effects (`camera_effects`: exposure,
+white balance, vignetting, blur, sensor noise, JPEG), takes random crops at random scale (the effective field
+of view varies), flips horizontally (never vertically: the ground stays below) and jitters the colours.
 
 Loss (MiDaS): the target is disparity 1/depth_m, and the sky counts as disparity 0,
 so the model learns that the sky is the farthest thing in view. Each target is normalised per image to
@@ -38,6 +39,7 @@ from torch.utils.data import DistributedSampler
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, vil_config
 from xlstm_ros.options import option, parse_size
+from xlstm_ros.sim.camera_effects import augment_batch
 from xlstm_ros.sim.scenes import SceneDataset, render_dataset
 from xlstm_ros.train.runtime import (Curve, LogSpec, ModelFile, Process, StepOutput, TrainConfig, TrainSummary,
                                      command_line, operational, parameter_groups, run_training, start_run)
@@ -64,6 +66,8 @@ class DepthTrainConfig(TrainConfig):
     crop_size: tuple[int, int] = option((128, 160), "training crop HxW (multiples of 16); its shorter side "
                                         "becomes the model's input_short_side", parse=parse_size, metavar="HxW")
     min_crop_scale: float = option(0.6, "smallest crop, relative to the largest one of the crop's aspect")
+    camera_effects: bool = option(True, "camera effects on the training frames before cropping: exposure, white "
+                                  "balance, vignetting, blur, sensor noise, JPEG (sim/camera_effects.py)")
     steps: int = option(3000, "optimizer steps")
     batch_size: int = option(8, "frames per step and process")
     lr: float = option(5e-4, "peak AdamW learning rate")
@@ -349,7 +353,10 @@ def train_depth(config: DepthTrainConfig,
 
     def step(module: nn.Module, index: int) -> StepOutput:
         indices = plan.indices(index)
-        images, disparity = random_crops(bank.rgb[indices], bank.disparity[indices], config.crop_size,
+        frames = bank.rgb[indices]
+        if config.camera_effects:   # draws from (seed, rank, step): a resumed run repeats them exactly
+            frames = augment_batch(frames, np.random.default_rng([config.seed, process.rank, index]))
+        images, disparity = random_crops(frames, bank.disparity[indices], config.crop_size,
                                          config.min_crop_scale, generator)
         parts = depth_loss(module(images.to(process.device)), disparity.to(process.device),
                            gradient_weight=config.gradient_weight, gradient_scales=config.gradient_scales)
