@@ -13,6 +13,7 @@ Missing observations (NaN) and slots outside the horizon are not checked and lea
 """
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass
 
@@ -76,16 +77,31 @@ class AnomalyDetector:
         self.channel, self.period_s, self.rule = channel, period_s, rule
         self.band: ForecastBand | None = None
         self.run = 0
-        self._recent: deque[float] = deque(maxlen=max(rule.calibration_window, 1))
+        self._recent: deque[float] = deque()  # the last calibration_window exceedances, oldest first
+        self._ranked: list[float] = []  # the same values sorted: the quantile is a lookup per observation
 
     def threshold(self) -> float:
         """The exceedance above which an observation is out of band now (inf while a calibrated channel is
         still warming up)."""
         if self.rule.calibration_window == 0:
             return self.rule.margin
-        if len(self._recent) < min(MIN_CALIBRATION, self.rule.calibration_window):
+        count = len(self._ranked)
+        if count < min(MIN_CALIBRATION, self.rule.calibration_window):
             return float("inf")
-        return max(self.rule.margin, float(np.quantile(np.fromiter(self._recent, float), CALIBRATION_QUANTILE)))
+        position = (count - 1) * CALIBRATION_QUANTILE  # linear interpolation, as np.quantile's default
+        below = int(position)
+        above = min(below + 1, count - 1)
+        quantile = self._ranked[below] + (self._ranked[above] - self._ranked[below]) * (position - below)
+        return max(self.rule.margin, quantile)
+
+    def _remember(self, exceedance: float) -> None:
+        """Add one exceedance to the calibration window, dropping the oldest beyond calibration_window."""
+        if self.rule.calibration_window == 0:
+            return
+        if len(self._recent) == self.rule.calibration_window:
+            del self._ranked[bisect.bisect_left(self._ranked, self._recent.popleft())]
+        self._recent.append(exceedance)
+        bisect.insort(self._ranked, exceedance)
 
     def restart(self) -> None:
         """Forget the band and the run (the stream restarts); the calibration stays: it describes the model."""
@@ -105,7 +121,7 @@ class AnomalyDetector:
             width = max(upper - lower, MIN_WIDTH)
             exceedance = max(lower - value, value - upper, 0.0) / width
             threshold = self.threshold()
-            self._recent.append(exceedance)
+            self._remember(exceedance)
             if exceedance <= threshold:
                 self.run = 0
                 continue
