@@ -111,7 +111,7 @@ class Process:
     rank: int
     world_size: int
     device: torch.device
-    joined_group: bool = False          # True when start_process initialised the process group
+    joined_group: bool = False          # True when start_run initialised the process group
 
     @property
     def is_main(self) -> bool:
@@ -139,7 +139,7 @@ class Process:
         return (tensor / self.world_size).tolist()
 
     def leave(self) -> None:
-        """Destroy the process group if start_process created it (a group joined earlier stays)."""
+        """Destroy the process group if start_run created it (a group joined earlier stays)."""
         if self.joined_group:
             dist.destroy_process_group()
 
