@@ -120,9 +120,11 @@ def test_battery_and_imu_with_jitter_a_gap_and_bad_values(ros_graph, checkpoint)
         imu_msgs.append(i)
     late = BatteryState(voltage=16.0)
     late.header.stamp = stamp_of(T0 + 10 * PERIOD_S)  # long after slot 10 was completed
-    publish_when_matched(ros_graph.client.node.create_publisher(BatteryState, "battery_state", 100),
+    # the writers keep every message until acknowledged: with a history of 100 the first of these 121 were
+    # overwritten whenever the node's reader had not discovered the writer yet
+    publish_when_matched(ros_graph.client.node.create_publisher(BatteryState, "battery_state", 200),
                          battery_msgs + [late])
-    publish_when_matched(ros_graph.client.node.create_publisher(Imu, "imu", 100), imu_msgs)
+    publish_when_matched(ros_graph.client.node.create_publisher(Imu, "imu", 200), imu_msgs)
 
     assert wait_for(lambda: battery and accel, 60), "no forecasts"
     for msg, channel in ((battery[-1], "battery_voltage"), (accel[-1], "accel_z")):
