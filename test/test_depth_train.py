@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.checkpoints import CheckpointError, load_checkpoint
-from xlstm_ros.models.depth import DepthModel, load_depth_checkpoint
+from xlstm_ros.models.depth import DepthModel, load_depth_checkpoint, save_depth_checkpoint
 from xlstm_ros.options import add_config_arguments, config_from_args
-from xlstm_ros.train.depth_train import MODEL_FILE, DepthTrainConfig, FrameBank, depth_loss, random_crops, spread_taps, \
-    train_depth
+from xlstm_ros.train.depth_train import MODEL_FILE, DepthTrainConfig, FrameBank, depth_loss, load_initial_weights, \
+    random_crops, spread_taps, train_depth
 from xlstm_ros.train.runtime import CURVE_NAME, LOG_NAME, STATE_NAME
 from xlstm_ros.sim.scenes import render_dataset
 
@@ -35,7 +35,8 @@ def scenes_dir(tmp_path_factory):
 
 def tiny_config(out_dir, scenes_dir, **overrides) -> DepthTrainConfig:
     values = dict(out_dir=str(out_dir), data_dir=str(scenes_dir), n_frames=N_FRAMES, data_seed=3,
-                  frame_size=FRAME_SIZE, backbone="vil_micro", features=16, neck_channels=(8, 16, 32, 64),
+                  frame_size=FRAME_SIZE, backbone="vil_micro", dim=None, features=16, neck_channels=(8, 16, 32, 64),
+                  guide_channels=0,
                   crop_size=(32, 48), batch_size=4, steps=6, warmup_steps=2, lr=2e-3, checkpoint_every=3,
                   log_every=1, threads=1, seed=5)
     values.update(overrides)
@@ -174,6 +175,24 @@ def test_tiny_run_lowers_the_loss_and_writes_loadable_checkpoints_and_logs(tmp_p
     assert log["finished"] and [entry["step"] for entry in log["history"]] == list(range(1, 17))
     assert (tmp_path / "run" / CURVE_NAME).stat().st_size > 1000
     assert os.path.getsize(summary.model_path) < os.path.getsize(summary.state_path)  # no optimizer state
+
+
+def test_warm_start_adds_the_image_guide_without_changing_the_predictions(tmp_path, scenes_dir):
+    plain = tiny_config(tmp_path / "plain", scenes_dir, crop_size=(32, 32))
+    torch.manual_seed(0)
+    source = DepthModel(plain.model_config())
+    path = save_depth_checkpoint(source, tmp_path / "plain.pt")
+    guided = DepthModel(tiny_config(tmp_path / "guided", scenes_dir, guide_channels=4).model_config())  # other grid too
+    load_initial_weights(guided, path)
+    images = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(guided.eval()(images), source.eval()(images), atol=1e-5, rtol=1e-5)
+    wider = DepthModel(tiny_config(tmp_path / "wider", scenes_dir, features=8).model_config())
+    with pytest.raises(CheckpointError, match="init checkpoint has features=16, the run trains features=8"):
+        load_initial_weights(wider, path)
+    summary = train_depth(tiny_config(tmp_path / "run", scenes_dir, init_checkpoint=str(path), guide_channels=4,
+                                      steps=2))
+    assert load_depth_checkpoint(summary.model_path)[0].config.guide_channels == 4
 
 
 class Interrupted(Exception):

@@ -37,6 +37,9 @@ class DepthConfig:
     `calibration` = (scale, shift) is given, which maps relative inverse depth p to inverse metres
     scale * p + shift (clamped so that depth stays <= max_depth_m).
     input_short_side: the shorter image side (pixels) the model expects by default; engines resize to it.
+    guide_channels: width of the head's image-guided refinement (features of the image itself at 1/2 and
+    full resolution, so that depth edges follow image edges rather than the 16-pixel token grid); 0 gives
+    the plain DPT head that upsamples bilinearly.
     """
 
     backbone: ViLConfig = field(default_factory=lambda: vil_config("vil_tiny"))
@@ -46,6 +49,7 @@ class DepthConfig:
     max_depth_m: float = 80.0
     calibration: tuple[float, float] | None = None
     input_short_side: int = 256
+    guide_channels: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "neck_channels", tuple(int(c) for c in self.neck_channels))
@@ -56,6 +60,8 @@ class DepthConfig:
                              f"got {self.backbone.feature_pairs}")
         if len(self.neck_channels) != 4 or min(self.neck_channels) < 1:
             raise ValueError(f"DepthConfig.neck_channels must be 4 positive widths, got {self.neck_channels}")
+        if self.guide_channels < 0:
+            raise ValueError(f"DepthConfig.guide_channels must be >= 0, got {self.guide_channels}")
         if self.features < 2:
             raise ValueError(f"DepthConfig.features must be >= 2, got {self.features}")
         if self.output not in OUTPUT_KINDS:
@@ -156,19 +162,39 @@ class DPTNeck(nn.Module):
 
 
 class DepthHead(nn.Module):
-    """conv -> bilinear upsampling to the input size -> conv -> ReLU -> 1x1 conv -> ReLU (or sigmoid x max)."""
+    """Stride-2 features -> the map at the input size: conv, upsampling, conv, ReLU, 1x1 conv, ReLU (or sigmoid x max).
 
-    def __init__(self, features: int, max_depth_m: float | None) -> None:
+    With guide_channels > 0 the head also sees the (normalised) image: a stride-2 image branch corrects the
+    neck's features through a residual conv before upsampling (zero-initialised, so it starts as the plain
+    head), and a full-resolution image branch joins the upsampled features before the last convs.
+    """
+
+    def __init__(self, features: int, max_depth_m: float | None, guide_channels: int = 0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(features, features // 2, 3, padding=1)
-        self.conv2 = nn.Conv2d(features // 2, 32, 3, padding=1)
+        half = features // 2
+        self.conv1 = nn.Conv2d(features, half, 3, padding=1)
+        self.guided = guide_channels > 0
+        if self.guided:
+            self.image_half = nn.Sequential(nn.Conv2d(3, guide_channels, 3, stride=2, padding=1), nn.ReLU(),
+                                            nn.Conv2d(guide_channels, guide_channels, 3, padding=1), nn.ReLU())
+            self.fuse_half = nn.Conv2d(half + guide_channels, half, 3, padding=1)
+            nn.init.zeros_(self.fuse_half.weight)
+            nn.init.zeros_(self.fuse_half.bias)
+            self.image_full = nn.Sequential(nn.Conv2d(3, guide_channels, 3, padding=1), nn.ReLU())
+        self.conv2 = nn.Conv2d(half + guide_channels, 32, 3, padding=1)
         self.conv3 = nn.Conv2d(32, 1, 1)
         self.max_depth_m = max_depth_m
         if max_depth_m is None:  # start inside the final ReLU's active range, or a fresh model gets no gradient
             nn.init.constant_(self.conv3.bias, 1.0)
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = F.interpolate(self.conv1(x), size=size, mode="bilinear", align_corners=True)
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        size = (image.shape[2], image.shape[3])
+        x = self.conv1(x)
+        if self.guided:
+            x = x + self.fuse_half(F.relu(torch.cat((x, self.image_half(image)), 1)))
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        if self.guided:
+            x = torch.cat((x, self.image_full(image)), 1)
         x = self.conv3(F.relu(self.conv2(x)))
         if self.max_depth_m is None:
             return F.relu(x)
@@ -187,7 +213,8 @@ class DepthModel(nn.Module):
         self.config = config
         self.backbone = ViLBackbone(config.backbone, mlstm)
         self.neck = DPTNeck(config.backbone.dim, config.neck_channels, config.features)
-        self.head = DepthHead(config.features, config.max_depth_m if config.uses_scale_head else None)
+        self.head = DepthHead(config.features, config.max_depth_m if config.uses_scale_head else None,
+                              config.guide_channels)
         self.register_buffer("image_mean", torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("image_std", torch.tensor(IMAGE_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -199,8 +226,8 @@ class DepthModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W) RGB in [0, 1], got {tuple(images.shape)}")
-        size = (images.shape[2], images.shape[3])
-        out = self.head(self.neck(self.backbone((images - self.image_mean) / self.image_std)), size)[:, 0]
+        normalised = (images - self.image_mean) / self.image_std
+        out = self.head(self.neck(self.backbone(normalised)), normalised)[:, 0]
         if self.config.calibration is None:
             return out
         scale, shift = self.config.calibration

@@ -36,8 +36,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DistributedSampler
 
-from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
-from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, vil_config
+from xlstm_ros.models.checkpoints import CheckpointError
+from xlstm_ros.models.depth import DepthConfig, DepthModel, load_depth_checkpoint, save_depth_checkpoint
+from xlstm_ros.models.vil import MLSTM_MODES, VIL_CONFIGS, MLSTMOptions, resize_position_table, vil_config
 from xlstm_ros.options import option, parse_size
 from xlstm_ros.sim.camera_effects import augment_batch
 from xlstm_ros.sim.scenes import SceneDataset, render_dataset
@@ -53,19 +54,25 @@ class DepthTrainConfig(TrainConfig):
 
     out_dir: str = operational("out/train_depth", "model.pt, training_state.pt, log.json and loss.png go here")
     data_dir: str | None = operational(None, "scene cache folder (default OUT_DIR/scenes)")
-    n_frames: int = option(4000, "training frames to render (once) and train on")
+    frames: str | None = option(None, "train on this frame folder (rgb and depth_m shards, as `xlstm-ros train "
+                                "depth --bag` writes them; NaN depth = no ground truth) instead of rendered scenes")
+    n_frames: int = option(3072, "training frames to render (once) and train on")
     data_seed: int = option(0, "seed of the rendered training scenes")
-    frame_size: tuple[int, int] = option((192, 256), "rendered frame HxW", parse=parse_size, metavar="HxW")
+    frame_size: tuple[int, int] = option((288, 384), "rendered frame HxW", parse=parse_size, metavar="HxW")
     backbone: str = option("vil_nano", "ViL preset", choices=sorted(VIL_CONFIGS))
-    dim: int | None = option(None, "override the preset's width")
+    dim: int | None = option(192, "model width (overrides the preset's)")
     pairs: int | None = option(None, "override the preset's number of block pairs")
     feature_pairs: tuple[int, ...] | None = option(
         None, "block pairs tapped, e.g. 1,3,5,7 (default: the preset's, or spread evenly when --pairs is set)")
     features: int = option(64, "DPT fusion width")
+    guide_channels: int = option(16, "width of the head's image-guided refinement (0: plain bilinear head)")
+    init_checkpoint: str | None = option(None, "start from the weights of this depth checkpoint (fine-tuning; "
+                                         "the architecture must match, except the crop size and a head that "
+                                         "gains the image guide)")
     neck_channels: tuple[int, int, int, int] = option((48, 96, 192, 384), "DPT reassemble widths (4)")
-    crop_size: tuple[int, int] = option((128, 160), "training crop HxW (multiples of 16); its shorter side "
+    crop_size: tuple[int, int] = option((256, 320), "training crop HxW (multiples of 16); its shorter side "
                                         "becomes the model's input_short_side", parse=parse_size, metavar="HxW")
-    min_crop_scale: float = option(0.6, "smallest crop, relative to the largest one of the crop's aspect")
+    min_crop_scale: float = option(0.7, "smallest crop, relative to the largest one of the crop's aspect")
     camera_effects: bool = option(True, "camera effects on the training frames before cropping: exposure, white "
                                   "balance, vignetting, blur, sensor noise, JPEG (sim/camera_effects.py)")
     steps: int = option(3000, "optimizer steps")
@@ -85,6 +92,8 @@ class DepthTrainConfig(TrainConfig):
             object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
         if self.feature_pairs is not None:
             object.__setattr__(self, "feature_pairs", tuple(int(v) for v in self.feature_pairs))
+        if self.guide_channels < 0:
+            raise ValueError(f"DepthTrainConfig.guide_channels must be >= 0, got {self.guide_channels}")
         for name in ("n_frames", "features", "gradient_scales", "chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DepthTrainConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -127,7 +136,8 @@ class DepthTrainConfig(TrainConfig):
         if self.feature_pairs is not None:
             overrides["feature_pairs"] = self.feature_pairs
         return DepthConfig(backbone=vil_config(self.backbone, **overrides), neck_channels=self.neck_channels,
-                           features=self.features, input_short_side=min(self.crop_size))
+                           features=self.features, input_short_side=min(self.crop_size),
+                           guide_channels=self.guide_channels)
 
 
 def spread_taps(pairs: int) -> tuple[int, ...]:
@@ -228,10 +238,11 @@ def depth_loss(prediction: torch.Tensor, disparity: torch.Tensor, mask: torch.Te
 
 
 class FrameBank:
-    """Every frame of a make_dataset folder in memory: rgb uint8 (N, H, W, 3), disparity float16 (N, H, W).
+    """Every frame of a frame folder in memory: rgb uint8 (N, H, W, 3), disparity float16 (N, H, W).
 
-    Disparity is 1 / depth_m with the sky (+inf depth) at 0. float16 keeps ~3 significant digits, far
-    below the rendering and resampling error, at half the memory.
+    Disparity is 1 / depth_m with the sky (+inf depth) at 0, and NaN where depth_m is NaN (no ground truth:
+    masked out of the loss). float16 keeps ~3 significant digits, far below the rendering and resampling
+    error, at half the memory.
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -243,8 +254,8 @@ class FrameBank:
         for number in range(-(-n // shard_size)):
             arrays = dataset.shard(number)
             depth_m = arrays["depth_m"]
-            if np.isnan(depth_m).any() or (depth_m <= 0).any():
-                raise ValueError(f"{root}: shard {number} has NaN or non-positive depth_m values")
+            if (depth_m <= 0).any():
+                raise ValueError(f"{root}: shard {number} has non-positive depth_m values")
             start = number * shard_size
             self.rgb[start:start + len(depth_m)] = arrays["rgb"]
             self.disparity[start:start + len(depth_m)] = 1.0 / depth_m   # 1 / inf = 0 for the sky
@@ -325,8 +336,39 @@ LOG = LogSpec(curves=(Curve("loss", "loss"), Curve("ssi", "SSI MSE"), Curve("gra
 # The run
 
 
+def load_initial_weights(model: DepthModel, path: str | os.PathLike) -> None:
+    """Copy the weights of the depth checkpoint `path` into `model`.
+
+    The architecture must be the same (a CheckpointError names the first differing field), with two
+    exceptions: the position table's grid, which is resized bicubically as at inference, and a plain head
+    (guide_channels 0) that the model extends with the image guide. The guide's inputs to the last convs
+    start at zero and its stride-2 correction is zero-initialised, so the model starts out predicting
+    exactly what the checkpoint predicts.
+    """
+    source, _ = load_depth_checkpoint(path)
+    mine, theirs = model.config.to_dict(), source.config.to_dict()
+    mine["backbone"].pop("pos_grid"), theirs["backbone"].pop("pos_grid")
+    for key in sorted(set(mine) - {"input_short_side", "guide_channels"}):
+        if mine[key] != theirs[key]:
+            raise CheckpointError(f"{path}: init checkpoint has {key}={theirs[key]!r}, the run trains {key}={mine[key]!r}")
+    if source.config.guide_channels not in (0, model.config.guide_channels):
+        raise CheckpointError(f"{path}: init checkpoint has guide_channels={source.config.guide_channels}, "
+                              f"the run trains guide_channels={model.config.guide_channels}")
+    state = model.state_dict()
+    for key, value in source.state_dict().items():
+        if key == "backbone.pos_embed.embed":
+            value = resize_position_table(value, model.config.backbone.pos_grid)
+        elif key == "head.conv2.weight" and value.shape != state[key].shape:
+            value = torch.cat((value, value.new_zeros(value.shape[0], state[key].shape[1] - value.shape[1],
+                                                      *value.shape[2:])), 1)
+        state[key] = value
+    model.load_state_dict(state)
+
+
 def prepare_scenes(config: DepthTrainConfig, process: Process) -> Path:
-    """Render the training frames into the cache (rank 0; a complete cache is reused) and return its folder."""
+    """The training frames' folder: `frames` if given, else the scene cache, rendered by rank 0 unless complete."""
+    if config.frames is not None:
+        return Path(config.frames)
     if process.is_main:
         render_dataset(config.scenes_dir, config.n_frames, config.data_seed, config.frame_size)
     process.barrier()
@@ -346,6 +388,8 @@ def train_depth(config: DepthTrainConfig,
 
     torch.manual_seed(config.seed)
     model = DepthModel(config.model_config(), MLSTMOptions(mode=config.mlstm_mode, chunk_size=config.chunk_size))
+    if config.init_checkpoint is not None:
+        load_initial_weights(model, config.init_checkpoint)
     model.to(process.device)
     groups = parameter_groups(model, config.weight_decay, no_decay_names=("pos_embed",))  # no decay on positions
     optimizer = torch.optim.AdamW(groups, lr=config.lr)
@@ -358,8 +402,10 @@ def train_depth(config: DepthTrainConfig,
             frames = augment_batch(frames, np.random.default_rng([config.seed, process.rank, index]))
         images, disparity = random_crops(frames, bank.disparity[indices], config.crop_size,
                                          config.min_crop_scale, generator)
-        parts = depth_loss(module(images.to(process.device)), disparity.to(process.device),
-                           gradient_weight=config.gradient_weight, gradient_scales=config.gradient_scales)
+        valid = disparity.isfinite()
+        parts = depth_loss(module(images.to(process.device)), disparity.nan_to_num(0.0).to(process.device),
+                           valid.to(process.device), gradient_weight=config.gradient_weight,
+                           gradient_scales=config.gradient_scales)
         return StepOutput(parts.loss, {"ssi": parts.ssi, "gradient": parts.gradient,
                                        "dropped_per_step": parts.dropped})
 
