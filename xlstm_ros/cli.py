@@ -179,9 +179,56 @@ def _add_train_eval(sub, command: str, help_text: str) -> None:
 def _run_train_eval(args) -> int:
     import importlib
 
+    options = args.options
+    if (args.command, args.model) == ("train", "depth"):
+        options = _depth_bag_options(options)
     module = importlib.import_module(_TRAIN_EVAL[(args.command, args.model)])
-    module.main(args.options, prog=f"xlstm-ros {args.command} {args.model}")
+    module.main(options, prog=f"xlstm-ros {args.command} {args.model}")
     return 0
+
+
+def _bag_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xlstm-ros train depth", add_help=False, description=(
+        "rosbag2 options: train on a recording with an RGB camera and an aligned depth image (REP 118: 16UC1 "
+        "millimetres or 32FC1 metres; 0 / NaN = no reading, masked). The pairs are written to OUT_DIR/bag_frames "
+        "and, unless --from-scratch, the shipped model is fine-tuned."))
+    p.add_argument("--bag", type=Path, help="rosbag2 folder (mcap or sqlite3)")
+    p.add_argument("--image-topic", help="sensor_msgs/Image camera topic (any colour encoding)")
+    p.add_argument("--depth-topic", help="sensor_msgs/Image depth topic registered to the camera")
+    p.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic (checks the image size, keeps K)")
+    p.add_argument("--max-stamp-diff", type=float, default=0.02,
+                   help="largest header-stamp gap (s) between an image and its depth (default 0.02)")
+    p.add_argument("--from-scratch", action="store_true", help="train new weights instead of fine-tuning")
+    p.add_argument("--out-dir", default=None)
+    return p
+
+
+def _depth_bag_options(options: list[str]) -> list[str]:
+    """`train depth` options with --bag ...: the bag's pairs extracted, and the depth trainer's options for them."""
+    parser = _bag_parser()
+    bag_args, rest = parser.parse_known_args(options)
+    if "-h" in rest or "--help" in rest:
+        print(parser.format_help())
+    if bag_args.out_dir is not None:
+        rest += ["--out-dir", bag_args.out_dir]
+    if bag_args.bag is None:
+        return rest
+    if not bag_args.image_topic or not bag_args.depth_topic:
+        raise ValueError("--bag needs --image-topic and --depth-topic")
+    from xlstm_ros.engines.depth import DEFAULT_CHECKPOINT
+    from xlstm_ros.graph.bag_frames import extract_depth_frames
+    from xlstm_ros.train.depth_train import DepthTrainConfig
+
+    frames = Path(bag_args.out_dir or DepthTrainConfig.out_dir) / "bag_frames"
+    summary = extract_depth_frames(bag_args.bag, frames, bag_args.image_topic, bag_args.depth_topic,
+                                   bag_args.camera_info_topic, bag_args.max_stamp_diff)
+    print(f"{summary.frames} frames of {summary.width}x{summary.height} from {bag_args.bag} "
+          f"({100 * summary.valid_share:.0f} % of pixels with depth, {summary.unpaired_images} images without a "
+          f"depth image) in {frames}")
+    rest += ["--frames", str(frames)]
+    if not bag_args.from_scratch and "--init-checkpoint" not in rest:
+        rest += ["--init-checkpoint", str(DEFAULT_CHECKPOINT)]
+    return rest
 
 
 # ---------------------------------------------------------------------------------------------- main

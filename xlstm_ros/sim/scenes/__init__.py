@@ -10,7 +10,7 @@ times frames.
 """
 from .camera import Camera, depth_from_window_z
 from .config import INDOOR_KINDS, KINDS, SceneConfig
-from .dataset import SceneDataset, flight, make_dataset, render_dataset
+from .dataset import SceneDataset, flight, make_dataset, render_dataset, write_frames
 from .geometry import Material, MeshBuilder, Pattern
 from .layout import Lighting, Scene
 from .motion import flight_cameras, random_camera
@@ -21,4 +21,4 @@ from .textures import PhotoTextures, load_photo_textures
 __all__ = ["INDOOR_KINDS", "KINDS", "Camera", "FlightPath", "Frame", "Interior", "Lighting", "Material", "MeshBuilder",
            "Pattern", "PhotoTextures", "Renderer", "RendererError", "Scene", "SceneConfig", "SceneDataset",
            "depth_from_window_z", "flight", "flight_cameras", "load_photo_textures", "make_dataset", "random_camera",
-           "render_dataset"]
+           "render_dataset", "write_frames"]

@@ -13,7 +13,7 @@ import json
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -130,6 +130,48 @@ def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
     temporary = path.with_name(path.stem + ".tmp.npz")
     np.savez(temporary, **arrays)
     os.replace(temporary, path)
+
+
+def write_frames(out_dir: str | os.PathLike, frames: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                 source: dict, shard_size: int = 256) -> int:
+    """Write (rgb uint8 (H, W, 3), depth_m float32 (H, W), K (3, 3)) frames from elsewhere (a user's bag) as a
+    frame folder that SceneDataset and depth training read, and return how many were written.
+
+    depth_m follows the rendered frames' convention (+inf beyond range) plus NaN where there is no ground
+    truth. `source` (plain data) goes into the manifest. The manifest is written last, so a folder without
+    one is incomplete. Every frame must have the first one's size.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    size, written = None, 0
+
+    def flush() -> None:
+        nonlocal written
+        rgb, depth_m, K = (np.stack(parts) for parts in zip(*pending))
+        _save_atomic(out_dir / f"shard_{written // shard_size:05d}.npz", rgb=rgb, depth_m=depth_m.astype(np.float32),
+                     K=K.astype(np.float32), index=np.arange(written, written + len(pending), dtype=np.int64))
+        written += len(pending)
+        pending.clear()
+
+    for rgb, depth_m, K in frames:
+        if size is None:
+            size = depth_m.shape
+        if rgb.shape != (*size, 3) or depth_m.shape != size:
+            raise ValueError(f"write_frames: frame {written + len(pending)} is rgb {rgb.shape}, depth {depth_m.shape}; "
+                             f"every frame must be {size[0]}x{size[1]} like the first")
+        pending.append((rgb, depth_m, K))
+        if len(pending) == shard_size:
+            flush()
+    if pending:
+        flush()
+    if size is None:
+        raise ValueError("write_frames: no frames")
+    manifest = {"format": FORMAT_VERSION, "n": written, "height": int(size[0]), "width": int(size[1]),
+                "shard_size": int(shard_size), "source": source}
+    _write_or_check_manifest(out_dir / MANIFEST, json.loads(json.dumps(manifest)))
+    return written
 
 
 class SceneDataset:
