@@ -10,7 +10,7 @@ import torch
 from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import vil_config
-from xlstm_ros.eval.aloe import ALOE_DIR, load_aloe
+from xlstm_ros.eval.middlebury import ALOE_DIR, load_aloe, load_motorcycle
 from xlstm_ros.eval.depth import PRIORS, SYNTHETIC_DEPTH_CAP_M, SYNTHETIC_SEED, EvalItem, evaluate_depth, score_set
 from xlstm_ros.metrics import relative_depth_metrics
 from xlstm_ros.sim.scenes import SceneDataset
@@ -44,6 +44,14 @@ def test_aloe_loader_reads_the_real_pair():
     assert not pair.valid[pair.disparity == 0].any()
 
 
+def test_motorcycle_loader_reads_the_real_view_with_float_disparity():
+    pair = load_motorcycle()
+    assert pair.rgb.shape == (500, 741, 3) and pair.rgb.dtype == np.uint8
+    assert pair.disparity.shape == (500, 741) and 0.9 < pair.valid.mean() < 0.95   # 7 % unknown
+    assert 5 < pair.disparity[pair.valid].min() < pair.disparity[pair.valid].max() < 80
+    assert (pair.disparity[~pair.valid] == 0).all()
+
+
 def test_aloe_loader_names_the_package_when_absent(tmp_path):
     with pytest.raises(FileNotFoundError, match="opencv-doc"):
         load_aloe(tmp_path)
@@ -59,12 +67,15 @@ def tiny_model() -> DepthModel:
 def test_evaluation_run_writes_reports_scores_model_and_priors_on_the_same_pixels(tmp_path):
     estimator = DepthEstimator(tiny_model(), device="cpu")
     aloe_dir = ALOE_DIR if ALOE_PRESENT else tmp_path / "no_aloe"
-    result = evaluate_depth(estimator, ("synthetic", "aloe"), n_synthetic=3, synthetic_size=(48, 64),
-                            cache_dir=tmp_path / "cache", aloe_dir=aloe_dir, out_dir=tmp_path / "report")
+    reference = save_depth_checkpoint(tiny_model(), tmp_path / "reference.pt")   # the same weights
+    result = evaluate_depth(estimator, ("synthetic", "aloe", "motorcycle"), reference=reference, n_synthetic=3,
+                            synthetic_size=(48, 64), cache_dir=tmp_path / "cache", aloe_dir=aloe_dir,
+                            out_dir=tmp_path / "report")
     synthetic = result["sets"]["synthetic"]
     assert synthetic["images"] == 3 and synthetic["depth_cap_m"] == SYNTHETIC_DEPTH_CAP_M
     for scores in synthetic["scores"].values():
         assert scores["abs_rel"] >= 0 and 0 <= scores["delta1"] <= 1
+    assert synthetic["scores"]["reference"] == synthetic["scores"]["model"]
 
     # the row prior's mean equals a recomputation from the cached frames with the documented mask
     (root,) = (tmp_path / "cache").iterdir()
@@ -77,20 +88,22 @@ def test_evaluation_run_writes_reports_scores_model_and_priors_on_the_same_pixel
 
     aloe = result["sets"]["aloe"]
     if ALOE_PRESENT:
-        assert aloe["images"] == 1 and set(aloe["scores"]) == {"model", "constant prior", "row prior"}
+        assert aloe["images"] == 1 and set(aloe["scores"]) == {"model", "reference", "constant prior", "row prior"}
     else:
         assert "apt-get install" in aloe["skipped"]
+    assert result["sets"]["motorcycle"]["images"] == 1
     saved = json.loads((tmp_path / "report" / "depth_eval.json").read_text())
     assert saved["sets"]["synthetic"]["scores"] == synthetic["scores"]
     table = (tmp_path / "report" / "depth_eval.md").read_text()
-    assert "| row prior |" in table and "synthetic AbsRel" in table
+    assert "| row prior |" in table and "| reference |" in table and "motorcycle AbsRel" in table
+    assert f"- reference: {reference} (input short side 32)" in table
 
 
 def test_images_without_ground_truth_are_skipped_and_counted():
     estimator = DepthEstimator(tiny_model(), device="cpu")
     rgb = np.full((2, 3, 3), 128, np.uint8)
     items = [EvalItem(rgb, TARGET, MASK, 0.01), EvalItem(rgb, TARGET, np.zeros_like(MASK), 0.01)]
-    result = score_set(estimator, iter(items), batch_size=4)
+    result = score_set({"model": estimator}, iter(items), batch_size=4)
     assert result["images"] == 1 and result["skipped_images"] == 1
     assert result["scores"]["constant prior"]["abs_rel"] == pytest.approx(7 / 18, rel=1e-12)
 

@@ -26,6 +26,7 @@ RESERVED_FILES = frozenset({
     "aloeL.jpg", "aloeR.jpg", "aloeGT.png",                           # Middlebury Aloe: the depth evaluation
     "rubberwhale1.png", "rubberwhale2.png", "basketball1.png", "basketball2.png",   # Middlebury flow pairs
     "left.jpg", "right.jpg",                                           # a stereo pair
+    "motorcycle_left.png", "motorcycle_right.png", "motorcycle_disp.npz",   # Middlebury Motorcycle (scikit-image)
 })
 
 
