@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -11,7 +12,7 @@ from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.models.depth import DepthConfig, DepthModel, save_depth_checkpoint
 from xlstm_ros.models.vil import vil_config
 from xlstm_ros.eval.middlebury import ALOE_DIR, load_aloe, load_motorcycle
-from xlstm_ros.eval.depth import PRIORS, SYNTHETIC_DEPTH_CAP_M, SYNTHETIC_SEED, EvalItem, evaluate_depth, score_set
+from xlstm_ros.eval.depth import PICTURE_NAME, PRIORS, SYNTHETIC_DEPTH_CAP_M, SYNTHETIC_SEED, EvalItem, evaluate_depth, score_set
 from xlstm_ros.metrics import relative_depth_metrics
 from xlstm_ros.sim.scenes import SceneDataset
 
@@ -70,7 +71,7 @@ def test_evaluation_run_writes_reports_scores_model_and_priors_on_the_same_pixel
     reference = save_depth_checkpoint(tiny_model(), tmp_path / "reference.pt")   # the same weights
     result = evaluate_depth(estimator, ("synthetic", "aloe", "motorcycle"), reference=reference, n_synthetic=3,
                             synthetic_size=(48, 64), cache_dir=tmp_path / "cache", aloe_dir=aloe_dir,
-                            out_dir=tmp_path / "report")
+                            out_dir=tmp_path / "report", picture=True)
     synthetic = result["sets"]["synthetic"]
     assert synthetic["images"] == 3 and synthetic["depth_cap_m"] == SYNTHETIC_DEPTH_CAP_M
     for scores in synthetic["scores"].values():
@@ -97,6 +98,8 @@ def test_evaluation_run_writes_reports_scores_model_and_priors_on_the_same_pixel
     table = (tmp_path / "report" / "depth_eval.md").read_text()
     assert "| row prior |" in table and "| reference |" in table and "motorcycle AbsRel" in table
     assert f"- reference: {reference} (input short side 32)" in table
+    picture = cv2.imread(str(tmp_path / "report" / PICTURE_NAME))   # image | truth | model | reference per view
+    assert picture.shape[1] == 4 * 320 and picture.shape[0] > (200 if ALOE_PRESENT else 100) and picture.std() > 10
 
 
 def test_images_without_ground_truth_are_skipped_and_counted():

@@ -37,6 +37,7 @@ import torch
 
 from xlstm_ros.engines.depth import DEFAULT_CHECKPOINT, DepthEstimator
 from xlstm_ros.models.depth import METRIC, load_depth_checkpoint
+from xlstm_ros.eval.depth_picture import depth_picture
 from xlstm_ros.eval.middlebury import ALOE_DIR, PairMissingError, RealPair, load_aloe, load_motorcycle
 from xlstm_ros.metrics import relative_depth_metrics
 from xlstm_ros.options import option, parse_config, parse_names, parse_size
@@ -51,6 +52,7 @@ SYNTHETIC_DEPTH_CAP_M = 80.0
 MIN_DEPTH_M = 1e-3
 MODEL = "model"
 REFERENCE = "reference"
+PICTURE_NAME = "depth_real_views.png"
 PRIORS: dict[str, Callable[[int, int], np.ndarray]] = {
     "constant prior": lambda height, width: np.ones((height, width)),
     "row prior": lambda height, width: np.repeat(np.arange(height, dtype=np.float64)[:, None], width, axis=1),
@@ -134,12 +136,13 @@ def evaluate_depth(checkpoint_or_estimator: str | os.PathLike | DepthEstimator |
                    synthetic_kinds: Sequence[str] = KINDS,
                    cache_dir: str | os.PathLike | None = None, aloe_dir: str | os.PathLike = ALOE_DIR,
                    device: str = "auto", batch_size: int = 8,
-                   out_dir: str | os.PathLike | None = None) -> dict:
+                   out_dir: str | os.PathLike | None = None, picture: bool = False) -> dict:
     """Evaluate a checkpoint (None: the shipped default) or a ready DepthEstimator on `sets`, next to the
     priors and, if given, the `reference` checkpoint.
 
     A set whose data are missing (Aloe without opencv-doc, Motorcycle without scikit-image) is reported as skipped with the reason. Returns
-    the JSON content; with `out_dir`, also writes depth_eval.json and depth_eval.md there.
+    the JSON content; with `out_dir`, also writes depth_eval.json and depth_eval.md there, and with `picture`
+    the side-by-side PICTURE_NAME of the models on the real views that are installed (depth_picture.py).
     """
     unknown = [name for name in sets if name not in SETS]
     if unknown or not sets:
@@ -165,10 +168,10 @@ def evaluate_depth(checkpoint_or_estimator: str | os.PathLike | DepthEstimator |
         if "synthetic" in sets and train_seed == synthetic_seed:
             raise ValueError(f"{checked_name} was trained on scenes of seed {train_seed}, the held-out evaluation "
                              "seed; pass another synthetic_seed")
+    real_views: dict[str, Callable[[], RealPair]] = {"aloe": lambda: load_aloe(aloe_dir), "motorcycle": load_motorcycle}
     loaders: dict[str, Callable[[], Iterator[EvalItem]]] = {
         "synthetic": lambda: synthetic_items(n_synthetic, synthetic_seed, synthetic_size, cache_dir, synthetic_kinds),
-        "aloe": lambda: real_items(load_aloe(aloe_dir)),
-        "motorcycle": lambda: real_items(load_motorcycle())}
+        **{name: (lambda load=load: real_items(load())) for name, load in real_views.items()}}
     descriptions = {
         "synthetic": {"seed": synthetic_seed, "size": list(synthetic_size), "kinds": list(synthetic_kinds),
                       "scene_format": FORMAT_VERSION, "depth_cap_m": SYNTHETIC_DEPTH_CAP_M},
@@ -188,6 +191,14 @@ def evaluate_depth(checkpoint_or_estimator: str | os.PathLike | DepthEstimator |
               "wall_time_s": round(time.perf_counter() - started, 1), "sets": results}
     if out_dir is not None:
         write_report(result, out_dir)
+        if picture:
+            views = {name: load() for name, load in real_views.items()
+                     if name in sets and "skipped" not in results[name]}
+            labels = {MODEL: f"model ({Path(name).name})"}
+            if reference is not None:
+                labels[REFERENCE] = f"reference ({Path(reference).name})"
+            depth_picture({labels[key]: value for key, value in estimators.items()}, views,
+                          Path(out_dir) / PICTURE_NAME)
     return result
 
 
@@ -253,6 +264,7 @@ class DepthEvalOptions:
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     threads: int | None = option(None, "torch threads (default: torch's)")
     out_dir: str = option("out/eval_depth", "depth_eval.json and depth_eval.md go here")
+    picture: bool = option(False, f"also draw {PICTURE_NAME}: image, ground truth and the model(s) on the real views")
 
 
 def run(options: DepthEvalOptions) -> dict:
@@ -264,7 +276,7 @@ def run(options: DepthEvalOptions) -> dict:
                             synthetic_seed=options.synthetic_seed, synthetic_size=options.synthetic_size,
                             synthetic_kinds=options.synthetic_kinds,
                             cache_dir=options.cache_dir, aloe_dir=options.aloe_dir, device=options.device,
-                            out_dir=options.out_dir)
+                            out_dir=options.out_dir, picture=options.picture)
     print(markdown_report(result))
     return result
 
