@@ -9,7 +9,7 @@ from support_tirex import SMALL_CONFIG, random_tirex, write_random_checkpoint
 from support_tirex import single_thread  # noqa: F401 (autouse fixture: one torch thread)
 from xlstm_ros.engines import forecaster as forecaster_module
 from xlstm_ros.engines.device import DeviceError, select_backend
-from xlstm_ros.engines.forecaster import StreamingForecaster
+from xlstm_ros.engines.forecaster import STEP_PATHS, StreamingForecaster
 from xlstm_ros.models.checkpoints import CheckpointError
 from xlstm_ros.models.tirex import TiRexConfig, destandardize, standardize, tokenize, window_stats
 
@@ -66,9 +66,12 @@ def test_anchored_forecasts_equal_the_full_context_forecast_exactly(model):
     assert np.array_equal(forecast.median, expected[:, 4])
 
 
-def test_stepped_state_equals_a_pass_with_the_anchor_statistics(model):
-    """Between anchors the engine computes exactly the 64 + k token pass standardised with (loc_a, scale_a)."""
-    engine = StreamingForecaster(model, reanchor_every=100, loc_drift=1e9, log_scale_drift=1e9)
+@pytest.mark.parametrize("step_path", STEP_PATHS)
+def test_stepped_state_equals_a_pass_with_the_anchor_statistics(model, step_path):
+    """Between anchors the engine computes the 64 + k token pass standardised with (loc_a, scale_a): exactly on
+    the exact step path; on the packed ones to the rounding of float32 (of bfloat16 weights) in the products,
+    which the recurrence's bfloat16 states of this model amplify to at most 1e-3 (3e-2) of the scale."""
+    engine = StreamingForecaster(model, reanchor_every=100, loc_drift=1e9, log_scale_drift=1e9, step_path=step_path)
     values = np.cumsum(noisy_sine(WINDOW + 5 * PATCH, 4))
     engine.observe("s", values[:WINDOW])
     engine.update()
@@ -82,7 +85,8 @@ def test_stepped_state_equals_a_pass_with_the_anchor_statistics(model):
             outputs, state = model.forward_tokens(tokens)
             rollout, _ = model.forward_tokens(model.masked_tokens(1, 1), state)
         expected = destandardize(torch.cat((outputs[:, -1:], rollout), 1).transpose(1, 2).flatten(2), stats)
-        assert np.array_equal(forecast.quantiles, expected[0].T.numpy())
+        difference = np.abs(forecast.quantiles - expected[0].T.numpy()).max() / forecast.scale
+        assert difference <= {"exact": 0.0, "packed": 1e-3, "packed-bf16": 3e-2}[step_path], difference
 
 
 def test_difference_between_anchors_stays_within_the_measured_bound(model):
@@ -110,7 +114,7 @@ def test_difference_between_anchors_stays_within_the_measured_bound(model):
 def test_forecast_rolls_out_in_the_pass_that_absorbs_the_patch(model):
     """observe + forecast runs [patch, masked tokens] as one pass and keeps the rollout for every forecast
     until the next patch; the forecasts equal a separate step and rollout (update, then forecast) bitwise."""
-    fused, separate = (StreamingForecaster(model, reanchor_every=4) for _ in range(2))
+    fused, separate = (StreamingForecaster(model, reanchor_every=4, step_path="exact") for _ in range(2))
     values = noisy_sine(WINDOW + 5 * PATCH, 21)
     for engine in (fused, separate):
         engine.observe("s", values[:WINDOW])
@@ -247,7 +251,9 @@ def scalars(forecast):
 
 
 def test_state_round_trip_through_a_file_resumes_identically(model, tmp_path):
-    engine = StreamingForecaster(model, reanchor_every=5)
+    """Bitwise on the exact step path. (The file does not keep the rollout outputs of the last pass, so on the
+    packed paths a resumed engine recomputes them on another arithmetic path: equal to float32 rounding.)"""
+    engine = StreamingForecaster(model, reanchor_every=5, step_path="exact")
     data = {"volts": noisy_sine(WINDOW + 9 * PATCH, 30), "accel": np.cumsum(noisy_sine(900, 31))}
     data["volts"][100] = np.inf
     for name, values in data.items():
@@ -255,7 +261,7 @@ def test_state_round_trip_through_a_file_resumes_identically(model, tmp_path):
     engine.forecast(list(data), 8)
     engine.observe("volts", data["volts"][-3 * PATCH - 3:-3 * PATCH])  # stepped but not re-anchored yet
     path = engine.save(tmp_path / "streams.pt")
-    restored = StreamingForecaster(model, reanchor_every=5)
+    restored = StreamingForecaster(model, reanchor_every=5, step_path="exact")
     restored.load(path)
     assert restored.stream_names() == engine.stream_names() and restored.status("volts") == engine.status("volts")
     for step in range(4):

@@ -10,6 +10,7 @@ from support_tirex import single_thread  # noqa: F401 (autouse fixture: one torc
 from xlstm_ros.kernels import slstm_step, slstm_zero_state
 from xlstm_ros.models.checkpoints import CheckpointError, save_checkpoint
 from xlstm_ros.models.slstm import MIN_GEMM_ROWS, R_from_tirex, batch_invariant, bias_from_tirex
+from xlstm_ros.models.tirex_packed import STEP_WEIGHTS, PackedTiRex
 from xlstm_ros.models.tirex import (TiRex, TiRexConfig, context_batch, fit_window, load_tirex_checkpoint,
                                     save_tirex_checkpoint, standardize, tokenize, window_stats)
 
@@ -182,6 +183,39 @@ def test_training_reaches_the_official_parameters_and_inference_sees_the_update(
         assert not torch.equal(model(tokens), before)
         model.load_state_dict(saved)
         assert torch.equal(model(tokens), before)
+
+
+@pytest.mark.parametrize("weights, bound", [("fp32", 1e-5), ("bf16", 2e-2)])
+def test_packed_step_path_computes_the_same_network(model, weights, bound):
+    """PackedTiRex (fused, unpadded products) equals TiRex with precision fp32 to float32 rounding, and with
+    bfloat16 weights to their rounding: token steps on buffer rows in place, and passes from a state."""
+    model.precision = "fp32"
+    try:
+        packed = PackedTiRex(model, weights)
+        tokens = tokenize(standardize(random_walks(3, 256), window_stats(random_walks(3, 256))), 32)
+        with torch.no_grad():
+            full, full_state = model.forward_tokens(tokens)
+            _, state = model.forward_tokens(tokens[:, :5])
+
+            def close(mine, reference):
+                return (mine - reference).abs().max() <= bound * reference.abs().max()
+
+            mine, mine_state = packed.forward_tokens(tokens[:, 5:], state, keep=1)
+            reference, reference_state = model.forward_tokens(tokens[:, 5:], state, keep=1)
+            assert close(mine, reference) and all(close(a, b) for a, b in zip(mine_state.blocks,
+                                                                              reference_state.blocks))
+            assert close(packed.rollout(full[:, -1], full_state, 3), model.rollout(full[:, -1], full_state, 3))
+            buffer = model.zero_state(5)
+            rows = torch.tensor([4, 1, 2])
+            for t in range(tokens.shape[1]):
+                assert close(packed.step_tokens(tokens[:, t], buffer, rows), full[:, t])
+            assert all(close(mine[:, rows], reference) for mine, reference in zip(buffer.blocks, full_state.blocks))
+            assert not buffer.blocks[0][:, [0, 3]].any()
+    finally:
+        model.precision = "bf16-compatible"
+    assert set(STEP_WEIGHTS) == {"fp32", "bf16"}
+    with pytest.raises(ValueError, match="step weights must be one of fp32, bf16, got 'int4'"):
+        PackedTiRex(model, "int4")
 
 
 @pytest.mark.parametrize("precision", ["bf16-compatible", "fp32"])

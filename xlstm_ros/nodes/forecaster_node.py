@@ -81,7 +81,7 @@ from xlstm_ros.engines.anomalies import AnomalyEvent, AnomalyRule
 from xlstm_ros.engines.channels import BankSettings, ChannelBank, ChannelForecast, ChannelSpec, Source, \
     canonical_type
 from xlstm_ros.engines.device import BACKENDS, DEVICES_HELP, DeviceError
-from xlstm_ros.engines.forecaster import StreamingForecaster
+from xlstm_ros.engines.forecaster import STEP_PATHS, StreamingForecaster
 from xlstm_ros.models.checkpoints import CheckpointError
 from xlstm_ros.nodes.diagnostics import NodeHealth, PublicationGaps, StatusOutputs, ThrottledLog, \
     release_free_memory
@@ -106,6 +106,9 @@ NODE_PARAMS = [
           one_of("fp32", "bf16-compatible")),
     Param("reanchor_every", 16, "recompute a stream's state from its ring buffer every this many patches",
           at_least(1)),
+    Param("step_path", "packed", "how streams step between anchors: packed (fused products, no row padding; "
+          "float32 rounding away from a full pass), packed-bf16 (bfloat16 weights) or exact (bitwise a full "
+          "pass, about 2x slower on a CPU)", one_of(*STEP_PATHS)),
     Param("lateness_s", -1.0, "how late a sample may arrive and still count for its slot; < 0 = one period"),
     Param("max_abs_value", 1e15, "samples of larger magnitude are dropped as out_of_range (the model computes "
           "in float32)", positive),
@@ -233,7 +236,8 @@ class ForecasterNode(Node):
             engine = StreamingForecaster.from_checkpoint(
                 self.config["checkpoint"] or None, device=device, backend=self.config["backend"],
                 precision=self.config["precision"], fallback_to_cpu=self.config["fallback_to_cpu"],
-                reanchor_every=self.config["reanchor_every"], on_fallback=fell_back)
+                reanchor_every=self.config["reanchor_every"], step_path=self.config["step_path"],
+                on_fallback=fell_back)
         except DeviceError as error:
             raise ParameterError("device", str(error)) from None
         except CheckpointError as error:
