@@ -25,11 +25,13 @@ from bench.common import RESULTS_DIR, ROOT, wait_until_quiet, write_json
 
 BENCHMARKS = ("forecast_stream", "depth", "node_latency")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
-SUMMARY_KEYS = ("forecast_stream_speedup_ctx2048", "forecast_stream_max_rel_diff", "forecast_realtime_channels_100hz",
+SUMMARY_KEYS = ("forecast_stream_speedup_single_pass_ctx2048", "forecast_stream_speedup_single_pass_b64",
+                "forecast_stream_speedup_ctx2048", "forecast_stream_max_rel_diff", "forecast_realtime_channels_100hz",
                 "state_bytes_per_stream_ctx512", "state_bytes_per_stream_ctx65536", "depth_latency_ratio_252",
                 "depth_latency_ratio_518", "depth_latency_ratio_1024", "depth_peak_mem_ratio_1024",
                 "node_latency_ms_p50", "node_latency_ms_p99")
 GOAL_SPEEDUP = 20.0
+GOAL_SPEEDUP_B64 = 50.0
 GOAL_REL_DIFF = 0.02
 HEADLINE_DEPTH = "vil_t_dpt/da_v2_small.same_tokens"
 HEADLINE_TRANSPORT = "large_shm"
@@ -89,7 +91,12 @@ def summarize(results_dir: Path) -> dict[str, Any]:
     forecast, depth, node = (load(results_dir, name) for name in BENCHMARKS)
     ratios = dig(depth, "ratios") or {}
     summary = {
-        "forecast_stream_speedup_ctx2048": dig(forecast, "per_forecast", "speedup_streaming_vs_tirex_ts"),
+        "forecast_stream_speedup_single_pass_ctx2048": dig(forecast, "per_forecast", "all_series",
+                                                           "speedup_vs_tirex_ts_single_pass"),
+        "forecast_stream_speedup_single_pass_b64": next(
+            (row["speedup_vs_tirex_ts_best_batch"] for row in dig(forecast, "batch_scaling", "streaming") or []
+             if row["streams"] == 64), None),
+        "forecast_stream_speedup_ctx2048": dig(forecast, "per_forecast", "extra_imu_vs_default_rollout", "speedup"),
         "forecast_stream_max_rel_diff": agreement_headline(forecast)[0],
         "forecast_realtime_channels_100hz": dig(forecast, "realtime", "max_channels"),
         "state_bytes_per_stream_ctx512": dig(forecast, "memory", "state_bytes_per_stream", "512"),
@@ -120,13 +127,17 @@ def table(results_dir: Path, summary: dict[str, Any]) -> str:
     """The README block: goals with their measured values, then the other headline figures."""
     forecast, depth, node = (load(results_dir, name) for name in BENCHMARKS)
     s = summary
-    speed, diff = s["forecast_stream_speedup_ctx2048"], s["forecast_stream_max_rel_diff"]
+    speed, diff = s["forecast_stream_speedup_single_pass_ctx2048"], s["forecast_stream_max_rel_diff"]
+    speed_b64 = s["forecast_stream_speedup_single_pass_b64"]
     diff_model = agreement_headline(forecast)[1]
     state_512, state_64k = s["state_bytes_per_stream_ctx512"], s["state_bytes_per_stream_ctx65536"]
     goals = dig(depth, "goals") or {}
     rows = [
-        ("Streaming forecast >= 20x faster than the tirex-ts full pass (context 2048, horizon 64, per new "
-         "forecast)", fmt(speed, ".1f", "x"), verdict(speed, speed is not None and speed >= GOAL_SPEEDUP)),
+        ("Streaming forecast >= 20x faster than the tirex-ts single pass (context 2048, horizon 64, per new "
+         "forecast, batch 1, mean over 4 sensor series with their anchors)", fmt(speed, ".1f", "x"),
+         verdict(speed, speed is not None and speed >= GOAL_SPEEDUP)),
+        ("... and >= 50x per stream at 64 streams (against tirex-ts at its best batch size)",
+         fmt(speed_b64, ".1f", "x"), verdict(speed_b64, speed_b64 is not None and speed_b64 >= GOAL_SPEEDUP_B64)),
         (f"... with forecasts within 2 % of the full-context ones ({diff_model}; max over 4 sensor series, at "
          "and between anchors, relative to the series' scale)", fmt(diff, ".1%"),
          verdict(diff, diff is not None and diff <= GOAL_REL_DIFF)),
@@ -147,10 +158,12 @@ def table(results_dir: Path, summary: dict[str, Any]) -> str:
               f"| depth model memory ratio at 1024^2 | {fmt(s['depth_peak_mem_ratio_1024'], '.2f')} |",
               f"| camera -> depth through the nodes, 640x480, p50 / p99 | {fmt(s['node_latency_ms_p50'], '.0f')} / "
               f"{fmt(s['node_latency_ms_p99'], '.0f')} ms |"]
-    for row in dig(forecast, "batch_scaling", "tirex_ts_full_pass") or []:
-        if row.get("speedup_streaming_per_stream") is not None and row["streams"] > 1:
-            lines.append(f"| streaming vs tirex-ts full pass per stream, {row['streams']} streams batched | "
-                         f"{row['speedup_streaming_per_stream']:.1f}x |")
+    for row in dig(forecast, "batch_scaling", "streaming") or []:
+        if row["streams"] > 1:
+            lines.append(f"| streaming vs tirex-ts single pass (best batch) per stream, {row['streams']} streams "
+                         f"batched | {row['speedup_vs_tirex_ts_best_batch']:.1f}x |")
+    lines.append(f"| old figure: stationary IMU series only, vs tirex-ts's two-pass rollout | "
+                 f"{fmt(s['forecast_stream_speedup_ctx2048'], '.1f', 'x')} |")
     shipped = dig(forecast, "shipped_model", "realtime", "max_channels")
     if shipped is not None:
         lines.append(f"| 100 Hz channels with the shipped small TiRex | {shipped} |")
