@@ -116,6 +116,29 @@ def test_a_regular_stream_is_absorbed_forecast_and_accounted(model):
     assert len(node.forecasts) == 1
 
 
+def test_deferred_anchors_run_after_the_forecasts_are_published(model):
+    node = Node()
+    engine = StreamingForecaster(model, reanchor_every=2, loc_drift=1e9, log_scale_drift=1e9, defer_anchors=True)
+    bank = node.bank(model, [voltage_channel()], engine=engine)
+    feed(bank, 0, 258)                      # a full window (256) + 2: anchors at once (the stream is new)
+    bank.tick()
+    for patch in range(2):                  # the 2nd patch after the anchor is due for the schedule
+        feed(bank, 258 + 32 * patch, 32)
+        bank.tick()
+    status = engine.status("voltage")
+    assert status.anchors == 2 and status.patches_since_anchor == 0   # the deferred anchor ran in the tick
+    report = bank.report({"node": "test"}, periodic=True)
+    assert report["latency_ms"]["deferred_anchors"]["p50"] > 0 and report["errors"] == {}
+
+    def failing(limit=None):
+        raise RuntimeError("no memory")
+    engine.run_deferred_anchors = failing
+    feed(bank, 322, 32)
+    bank.tick()
+    assert node.health.errors["deferred_anchors"] == 1 and node.warnings[-1][0] == "anchor_error"
+    assert len(node.forecasts) == 4         # the forecasts went out all the same
+
+
 def test_unsorted_quantiles_are_published_as_the_model_made_them(model):
     node = Node()
     bank = node.bank(model, [voltage_channel()], monotone_quantiles=False)

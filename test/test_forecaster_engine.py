@@ -154,6 +154,47 @@ def test_one_batched_step_per_patch_and_anchor_policy(model):
     assert engine.update() == 0
 
 
+def test_deferred_anchors_step_first_and_anchor_when_asked(model):
+    """defer_anchors: a due anchor (schedule or drift) leaves the forecast to the step, run_deferred_anchors runs
+    it afterwards, and the forecast then equals the one an engine that anchored at once makes; new and young
+    streams anchor at once, and an anchor left waiting a whole extra cycle runs on the latency path."""
+    deferred = StreamingForecaster(model, reanchor_every=4, loc_drift=0.5, log_scale_drift=1e9, defer_anchors=True)
+    immediate = StreamingForecaster(model, reanchor_every=4, loc_drift=0.5, log_scale_drift=1e9)
+    values = noisy_sine(WINDOW + 8 * PATCH, 40)
+    values[WINDOW + 6 * PATCH:] += 100.0                       # a level shift in the 7th patch: drift
+    for engine in (deferred, immediate):
+        engine.observe("young", values[:WINDOW - 2 * PATCH])   # shorter than the window: anchors at once
+        engine.forecast("young", 40)
+        engine.observe("young", values[WINDOW - 2 * PATCH:WINDOW - PATCH])
+        assert engine.forecast("young", 40)["young"].anchored
+        engine.remove_stream("young")
+        engine.observe("s", values[:WINDOW])
+        engine.forecast("s", 40)
+    assert deferred.counters.anchor_calls == immediate.counters.anchor_calls == 3
+    for index in range(1, 9):
+        end = WINDOW + index * PATCH
+        forecasts = []
+        for engine in (deferred, immediate):
+            engine.observe("s", values[end - PATCH:end])
+            forecasts.append(engine.forecast("s", 40)["s"])
+        due = index in (4, 7)                                  # the schedule, then the drift
+        assert forecasts[1].anchored == due and not forecasts[0].anchored
+        assert deferred.run_deferred_anchors() == int(due) and deferred.run_deferred_anchors() == 0
+        after = deferred.forecast("s", 40)["s"]
+        assert after.anchored == due
+        if due:
+            assert np.array_equal(after.quantiles, forecasts[1].quantiles)
+    assert deferred.counters.anchor_calls == immediate.counters.anchor_calls
+
+    waiting = StreamingForecaster(model, reanchor_every=2, loc_drift=1e9, log_scale_drift=1e9, defer_anchors=True)
+    waiting.observe("s", values[:WINDOW])
+    waiting.update()
+    for index in range(1, 5):                                  # never asked to run its deferred anchor
+        waiting.observe("s", values[WINDOW + (index - 1) * PATCH:WINDOW + index * PATCH])
+        waiting.update()
+        assert waiting.status("s").anchors == 1 + (index == 4), index
+
+
 def test_missing_values_and_streams_without_data(model):
     engine = StreamingForecaster(model)
     assert engine.forecast(["nothing"], 10) == {"nothing": None}

@@ -309,6 +309,7 @@ class ChannelBank:
                 self._publish(self.channels[name], result)
         if forecasts is not None:
             self.health.observe_latency("forecast", time.perf_counter() - started)
+        self._run_deferred_anchors()
         if time.monotonic() >= self._figures_due:
             self._figures_due = time.monotonic() + self.settings.figures_period_s
             self._figures = (len(self.engine.stream_names()), self._state_bytes())
@@ -330,6 +331,17 @@ class ChannelBank:
                 self.warn("forecast_error", f"forecast failed: {error!r}")
                 return None
         return None
+
+    def _run_deferred_anchors(self) -> None:
+        """The anchors the engine postponed (defer_anchors) so that this tick's forecasts went out first; a
+        failure is counted and logged, and the engine retries (or anchors on its own) later."""
+        started = time.perf_counter()
+        try:
+            if self.engine.run_deferred_anchors():
+                self.health.observe_latency("deferred_anchors", time.perf_counter() - started)
+        except Exception as error:  # keep the node alive; out of memory included (the forecast path moves)
+            self.health.error("deferred_anchors")
+            self.warn("anchor_error", f"deferred anchors failed: {error!r}")
 
     def _move_engine_to_cpu(self, reason: str) -> None:
         """Load the model on the CPU and carry every stream over (they restart if that fails too)."""

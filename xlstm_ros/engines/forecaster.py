@@ -33,6 +33,12 @@ from the full-context forecast between anchors is therefore only the windowing: 
 the 2048-sample window and the statistics drift (measured in bench/results/forecast_stream.json, `agreement`).
 reanchor_every=1 makes every forecast the exact official single-pass forecast of its window.
 
+Deferred anchors (`defer_anchors=True`, the node's default): a stream that is due for a scheduled or drift
+anchor but could step (it has an anchor, a full window, and fewer than 64 patches since) steps its new patch
+instead, so its forecast costs a step, and is marked; `run_deferred_anchors()` then runs the full passes,
+batched, in the idle part of the patch period. Forecasts made before that use the previous anchor's
+statistics for one patch longer. Streams that cannot step (new, young or far behind) anchor at once.
+
 Forecast timing: the state sits at the last patch boundary. `forecast(names, H)` returns the H samples
 after the newest observed sample: it rolls out from the boundary and drops the first `pending` values
 (the 0..31 samples already observed after the boundary), so `StreamForecast.first_sample` is the index
@@ -65,6 +71,7 @@ DEFAULT_CHECKPOINT = WEIGHTS_DIR / "tirex_forecaster.ckpt"
 STATE_FORMAT = "xlstm_ros.StreamingForecaster/1"
 INITIAL_CAPACITY = 8
 STEP_PATHS = ("packed", "packed-bf16", "exact")
+REQUIRED, REFRESH = "required", "refresh"   # why a stream anchors (see _anchor_reason)
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,7 @@ class _Stream:
     context_samples: int = 0
     observed: int = 0
     rollout: torch.Tensor | None = None  # masked-token outputs (k, Q, P) run with the newest absorbed patch
+    anchor_due: bool = False  # a deferred anchor waits for run_deferred_anchors
 
     def append(self, values: np.ndarray) -> None:
         """Write values into the ring (only the newest len(ring) matter): O(len(values))."""
@@ -148,7 +156,7 @@ class StreamingForecaster:
 
     def __init__(self, model: TiRex, *, reanchor_every: int = 16, loc_drift: float = 0.1,
                  log_scale_drift: float = 0.1, max_anchor_batch: int = 64, step_path: str = "packed",
-                 model_name: str = "tirex") -> None:
+                 defer_anchors: bool = False, model_name: str = "tirex") -> None:
         if not is_count(reanchor_every, minimum=1):
             raise ValueError(f"reanchor_every must be an integer >= 1 (patches), got {reanchor_every!r}")
         if not is_count(max_anchor_batch, minimum=1):
@@ -160,6 +168,7 @@ class StreamingForecaster:
             raise ValueError(f"step_path must be one of {', '.join(STEP_PATHS)}, got {step_path!r}")
         self.model = model.eval()
         self.step_path = step_path
+        self.defer_anchors = bool(defer_anchors)
         self._stepper = model if step_path == "exact" else PackedTiRex(
             model, "bf16" if step_path == "packed-bf16" else "fp32")
         self.model_name = model_name
@@ -183,7 +192,8 @@ class StreamingForecaster:
 
         device, fallback_to_cpu, on_fallback and backend as in engines/device.py; precision
         "bf16-compatible" (official rounding) or "fp32"; `options` go to the constructor (reanchor_every,
-        loc_drift, log_scale_drift, max_anchor_batch, step_path); model_name defaults to the checkpoint's path."""
+        loc_drift, log_scale_drift, max_anchor_batch, step_path, defer_anchors); model_name defaults to the
+        checkpoint's path."""
         if path is None:
             if not DEFAULT_CHECKPOINT.is_file():
                 raise CheckpointError(f"{DEFAULT_CHECKPOINT}: no checkpoint given and the shipped default TiRex "
@@ -285,26 +295,55 @@ class StreamingForecaster:
         for index, (stream, end) in enumerate(zip(due, boundaries)):
             stream.context_samples = min(end, self.config.train_ctx_len)
             stream.observed = int(observed[index])
-            if self._needs_anchor(stream, end, stats.loc[index], stats.scale[index]):
+            reason = self._anchor_reason(stream, end, stats.loc[index], stats.scale[index])
+            if reason == REQUIRED or (reason == REFRESH and not self.defer_anchors):
                 anchor_rows.append(index)
             else:
+                stream.anchor_due = stream.anchor_due or reason == REFRESH
                 stepping.append((stream, end))
-        for first in range(0, len(anchor_rows), self.max_anchor_batch):  # bounds the peak activation memory
-            chunk = anchor_rows[first:first + self.max_anchor_batch]
-            self._anchor([due[i] for i in chunk], windows[chunk], ScalerState(stats.loc[chunk], stats.scale[chunk]),
-                         [boundaries[i] for i in chunk], rollout_tokens)
+        self._anchor_in_chunks([due[i] for i in anchor_rows], windows[anchor_rows],
+                               ScalerState(stats.loc[anchor_rows], stats.scale[anchor_rows]),
+                               [boundaries[i] for i in anchor_rows], rollout_tokens)
         self._step(stepping, rollout_tokens)
         return len(due)
 
-    def _needs_anchor(self, stream: _Stream, end: int, loc: torch.Tensor, scale: torch.Tensor) -> bool:
+    @torch.no_grad()
+    def run_deferred_anchors(self, limit: int | None = None) -> int:
+        """Run the anchors that `defer_anchors` postponed (at most `limit` streams, oldest first), batched;
+        returns how many streams anchored. Each stream anchors at the boundary its state has reached, and
+        the rollout kept for its forecasts is recomputed with it."""
+        waiting = [stream for stream in self._streams.values() if stream.anchor_due]
+        waiting = waiting if limit is None else waiting[:max(int(limit), 0)]
+        if not waiting:
+            return 0
+        ends = [stream.ingested for stream in waiting]
+        windows = torch.from_numpy(np.stack([stream.window(end, self.config.train_ctx_len)
+                                             for stream, end in zip(waiting, ends)]))
+        rollout_tokens = max(0 if stream.rollout is None else stream.rollout.shape[0] for stream in waiting)
+        self._anchor_in_chunks(waiting, windows, window_stats(windows), ends, rollout_tokens)
+        return len(waiting)
+
+    def _anchor_reason(self, stream: _Stream, end: int, loc: torch.Tensor, scale: torch.Tensor) -> str | None:
+        """REQUIRED when the stream cannot step to `end` (or a deferred anchor has waited a whole extra cycle),
+        REFRESH when it could but is due (schedule or drift), else None."""
         patches = (end - stream.ingested) // self.config.patch_size
-        if (stream.anchor_sample < 0 or end < self.config.train_ctx_len
-                or patches > self.config.context_tokens
-                or self._patches_since_anchor(stream) + patches >= self.reanchor_every):
-            return True
+        since = self._patches_since_anchor(stream) + patches
+        if (stream.anchor_sample < 0 or end < self.config.train_ctx_len or patches > self.config.context_tokens
+                or (stream.anchor_due and since >= 2 * self.reanchor_every)):
+            return REQUIRED
         loc_a, scale_a = float(stream.loc), float(stream.scale)
-        return (abs(float(loc) - loc_a) / scale_a > self.loc_drift
-                or abs(math.log(float(scale) / scale_a)) > self.log_scale_drift)
+        if (since >= self.reanchor_every or abs(float(loc) - loc_a) / scale_a > self.loc_drift
+                or abs(math.log(float(scale) / scale_a)) > self.log_scale_drift):
+            return REFRESH
+        return None
+
+    def _anchor_in_chunks(self, streams: list[_Stream], windows: torch.Tensor, stats: ScalerState, ends: list[int],
+                          rollout_tokens: int) -> None:
+        """`_anchor` in batches of at most max_anchor_batch streams (bounds the peak activation memory)."""
+        for first in range(0, len(streams), self.max_anchor_batch):
+            chunk = slice(first, first + self.max_anchor_batch)
+            self._anchor(streams[chunk], windows[chunk], ScalerState(stats.loc[chunk], stats.scale[chunk]),
+                         ends[chunk], rollout_tokens)
 
     def _patches_since_anchor(self, stream: _Stream) -> int:
         return max(stream.ingested - stream.anchor_sample, 0) // self.config.patch_size
@@ -326,6 +365,7 @@ class StreamingForecaster:
             stream.loc, stream.scale = stats.loc[index].clone(), stats.scale[index].clone()
             stream.ingested = stream.anchor_sample = end
             stream.anchors += 1
+            stream.anchor_due = False
         self.counters.anchor_calls += 1
         self.counters.anchored_streams += len(streams)
 

@@ -106,6 +106,8 @@ NODE_PARAMS = [
           one_of("fp32", "bf16-compatible")),
     Param("reanchor_every", 16, "recompute a stream's state from its ring buffer every this many patches",
           at_least(1)),
+    Param("defer_anchors", True, "publish a due stream's forecast from its step and run the re-anchoring pass "
+          "after publishing (lower latency; the forecast uses the previous anchor's statistics for that patch)"),
     Param("step_path", "packed", "how streams step between anchors: packed (fused products, no row padding; "
           "float32 rounding away from a full pass), packed-bf16 (bfloat16 weights) or exact (bitwise a full "
           "pass, about 2x slower on a CPU)", one_of(*STEP_PATHS)),
@@ -237,6 +239,7 @@ class ForecasterNode(Node):
                 self.config["checkpoint"] or None, device=device, backend=self.config["backend"],
                 precision=self.config["precision"], fallback_to_cpu=self.config["fallback_to_cpu"],
                 reanchor_every=self.config["reanchor_every"], step_path=self.config["step_path"],
+                defer_anchors=self.config["defer_anchors"],
                 on_fallback=fell_back)
         except DeviceError as error:
             raise ParameterError("device", str(error)) from None
