@@ -9,7 +9,8 @@ the patch embeddings' hidden and residual layers in one. Results equal `TiRex`'s
 bitwise; anchors (full passes, always >= 16 rows) stay on `TiRex`. With `weights="bf16"` the products read
 bfloat16 copies of the weights (inputs rounded to bfloat16, float32 accumulation and outputs).
 
-The packed weights are a snapshot taken at construction: build a new PackedTiRex after loading or training.
+The packed weights are a snapshot taken at construction (also of the model's precision, which decides the
+dtype R is kept in): build a new PackedTiRex after loading, training or changing the precision.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from xlstm_ros import kernels
-from xlstm_ros.models.slstm import SLSTMStackState
+from xlstm_ros.models.slstm import SLSTMStackState, R_from_tirex, bias_from_tirex
 from xlstm_ros.models.tirex import TiRex
 
 STEP_WEIGHTS = ("fp32", "bf16")
@@ -57,7 +58,7 @@ class _ResidualMLP:
 class _Block:
     """One sLSTM block's packed weights and its computation on (rows, features)."""
 
-    def __init__(self, block, weights: str) -> None:
+    def __init__(self, block, weights: str, precision: str) -> None:
         layer = block.slstm_layer
         self.eps_slstm, self.eps_ffn = block.norm_slstm.eps, block.norm_ffn.eps
         self.norm_slstm = block.norm_slstm.weight.detach().float()
@@ -70,7 +71,11 @@ class _Block:
                                                                        layer.ogate)], dim=2)
         self.dtype = torch.bfloat16 if weights == "bf16" else torch.float32
         self.gates = gates.to(self.dtype).contiguous()
-        self.cell = layer.slstm_cell
+        # R prepacked in the dtype the recurrence multiplies it in (bf16 for the bf16-compatible precision), so
+        # the kernel uses it as a view instead of casting 4 x heads x head_dim^2 weights on every call
+        kernel = layer.slstm_cell._recurrent_kernel_.detach()
+        self.R = R_from_tirex(kernel.to(torch.bfloat16) if precision == "bf16-compatible" else kernel.float())
+        self.bias = bias_from_tirex(layer.slstm_cell._bias_.detach().float(), self.num_heads)
         self.group_norm = 1.0 + layer.group_norm.weight.detach().float()
         ffn = block.ffn
         self.ffn_hidden = ffn.proj_up.out_features
@@ -101,7 +106,7 @@ class PackedTiRex:
         self.config = model.config
         with torch.no_grad():
             self.embedding = _ResidualMLP(model.input_patch_embedding, weights)
-            self.blocks = [_Block(block, weights) for block in model.blocks]
+            self.blocks = [_Block(block, weights, model.precision) for block in model.blocks]
             self.out_norm = model.out_norm.weight.detach().float()
             self.out_eps = model.out_norm.eps
             self.head = _ResidualMLP(model.output_patch_embedding, weights)
@@ -125,9 +130,9 @@ class PackedTiRex:
         x = self.embedding(tokens.float())
         precision, backend = self.model.precision, self.model.backend
         for block, block_state in zip(self.blocks, state.blocks):
-            R, bias = block.cell.kernel_weights()
             wx = block.gate_preactivations(_rms_norm(x, block.norm_slstm, block.eps_slstm))
-            h = kernels.slstm_step(wx, R, bias, block_state, rows=rows, precision=precision, backend=backend)
+            h = kernels.slstm_step(wx, block.R, block.bias, block_state, rows=rows, precision=precision,
+                                   backend=backend)
             x = block.mix(x, h.float())
         return self._outputs(x)
 
@@ -144,9 +149,9 @@ class PackedTiRex:
         precision, backend = self.model.precision, self.model.backend
         new_states = []
         for block, block_state in zip(self.blocks, state.blocks):
-            R, bias = block.cell.kernel_weights()
             wx = block.gate_preactivations(_rms_norm(x, block.norm_slstm, block.eps_slstm))
             wx = wx.view(batch, count, *wx.shape[1:])
+            R, bias = block.R, block.bias
             h, kept = kernels.slstm_sequence(wx[:, :keep], R, bias, block_state, precision=precision, backend=backend)
             if keep < count:
                 rest, _ = kernels.slstm_sequence(wx[:, keep:], R, bias, kept, precision=precision, backend=backend)
