@@ -4,8 +4,9 @@ A stream's step runs the network on one or a few tokens per stream (the newest p
 tokens), so every product has only a few rows and is bound by reading the weights. `TiRex` pads such
 products to 16 rows so that they round exactly as a full pass does (`slstm.batch_invariant`); that costs
 about 3x on the CPU. `PackedTiRex` computes the same network on the rows as they are, with the four gate
-projections of a block in one batched product per head, the FFN's two up-projections in one product, and
-the patch embeddings' hidden and residual layers in one. Results equal `TiRex`'s to float32 rounding, not
+projections of a block in one batched product per head and the patch embeddings' hidden and residual layers
+in one. The large FFN matrices are used in place (fp32: views of the model's parameters, no second copy of
+most of the weights). Results equal `TiRex`'s to float32 rounding, not
 bitwise; anchors (full passes, always >= 16 rows) stay on `TiRex`. With `weights="bf16"` the products read
 bfloat16 copies of the weights (inputs rounded to bfloat16, float32 accumulation and outputs).
 
@@ -78,8 +79,8 @@ class _Block:
         self.bias = bias_from_tirex(layer.slstm_cell._bias_.detach().float(), self.num_heads)
         self.group_norm = 1.0 + layer.group_norm.weight.detach().float()
         ffn = block.ffn
-        self.ffn_hidden = ffn.proj_up.out_features
-        self.up = _Linear(torch.cat((ffn.proj_up_gate.weight, ffn.proj_up.weight)), None, weights)
+        self.up_gate = _Linear(ffn.proj_up_gate.weight, None, weights)
+        self.up = _Linear(ffn.proj_up.weight, None, weights)
         self.down = _Linear(ffn.proj_down.weight, None, weights)
 
     def gate_preactivations(self, x: torch.Tensor) -> torch.Tensor:
@@ -91,8 +92,8 @@ class _Block:
     def mix(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """The rest of the block after the recurrence: x + GroupNorm(h), then x + SwiGLU(RMSNorm(x))."""
         x = x + F.group_norm(h.reshape(h.shape[0], -1), self.num_heads, weight=self.group_norm)
-        gate, up = self.up(_rms_norm(x, self.norm_ffn, self.eps_ffn)).split(self.ffn_hidden, dim=-1)
-        return x + self.down(F.silu(gate) * up)
+        normed = _rms_norm(x, self.norm_ffn, self.eps_ffn)
+        return x + self.down(F.silu(self.up_gate(normed)) * self.up(normed))
 
 
 class PackedTiRex:
