@@ -13,11 +13,12 @@ from typing import Mapping
 
 import cv2
 import numpy as np
+import torch
 
 from xlstm_ros.engines.depth import DepthEstimator
 from xlstm_ros.eval.middlebury import RealPair
 from xlstm_ros.metrics import relative_depth_metrics
-from xlstm_ros.models.depth import METRIC
+from xlstm_ros.models.depth import METRIC, fit_scale_shift
 
 TILE_WIDTH = 320
 
@@ -30,10 +31,9 @@ def _colour(disparity: np.ndarray, low: float, high: float) -> np.ndarray:
 
 def _aligned(prediction: np.ndarray, pair: RealPair) -> np.ndarray:
     """The prediction mapped by the least-squares scale and shift that fit it to the known disparity."""
-    p, t = prediction[pair.valid].astype(np.float64), pair.disparity[pair.valid].astype(np.float64)
-    design = np.stack((p, np.ones_like(p)), axis=1)
-    (scale, shift), *_ = np.linalg.lstsq(design, t, rcond=None)
-    return scale * prediction + shift
+    scale, shift = fit_scale_shift(torch.from_numpy(prediction).double(), torch.from_numpy(pair.disparity).double(),
+                                   torch.from_numpy(pair.valid))
+    return float(scale) * prediction + float(shift)
 
 
 def _tile(rgb: np.ndarray, label: str) -> np.ndarray:
